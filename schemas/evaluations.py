@@ -1,0 +1,48 @@
+"""The evaluation request: which batch, and which sections to compute."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from schemas.common import WireModel
+
+# Sections of DESIGN.md whose workers are not in this version yet. They are accepted by the
+# schema (so a client sees one clear message rather than "extra field") and refused in the API.
+PLANNED_SECTIONS = ("baselines", "calibration", "confidence", "slices", "robustness", "callback_url")
+
+
+class Bootstrap(WireModel):
+    samples: int = Field(default=1000, ge=10, le=100_000)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class Gate(WireModel):
+    """A release gate: the metric must be at least ``min`` and/or at most ``max``."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> Gate:
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs `min`, `max` or both")
+        return self
+
+
+class EvaluationCreate(WireModel):
+    batch_id: str
+    metrics: list[str] | None = Field(
+        default=None, description="Metric names (scikit-learn's); absent = every metric the task supports."
+    )
+    bootstrap: Bootstrap | None = None
+    gates: list[Gate] | None = None
+    baselines: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    confidence: dict[str, Any] | None = None
+    slices: dict[str, Any] | None = None
+    robustness: dict[str, Any] | None = None
+    callback_url: str | None = None

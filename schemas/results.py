@@ -1,0 +1,54 @@
+"""The result document of an evaluation job (``GET /v1/jobs/{id}/result``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.batches import Task
+from schemas.common import ModelRef, WireModel
+from schemas.metrics import ClassMetrics, ConfusionMatrix, Interval
+
+
+class Finding(WireModel):
+    kind: str = Field(examples=["worse_than_baseline", "unlabeled_rows"])
+    severity: Literal["info", "warning", "critical"]
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class GateResult(WireModel):
+    metric: str
+    value: float | None
+    min: float | None
+    max: float | None
+    passed: bool
+    reason: str | None = None
+
+
+class GateReport(WireModel):
+    passed: bool
+    results: list[GateResult] = Field(default_factory=list)
+
+
+class EvaluationResult(WireModel):
+    job_id: str
+    batch_id: str
+    model: ModelRef
+    task: Task
+    created_at: datetime
+    finished_at: datetime
+    rows: int
+    labeled_rows: int
+    evaluated_rows: int = Field(description="Labeled rows the metrics were computed on.")
+    metrics: dict[str, float | None]
+    undefined: dict[str, str] = Field(default_factory=dict, description="Why a null metric is undefined.")
+    notes: dict[str, str] = Field(default_factory=dict)
+    intervals: dict[str, Interval] = Field(default_factory=dict)
+    per_class: dict[str, ClassMetrics] | None = None
+    confusion_matrix: ConfusionMatrix | None = None
+    baselines: list[dict[str, Any]] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    gates: GateReport = Field(default_factory=lambda: GateReport(passed=True))

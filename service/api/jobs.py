@@ -1,0 +1,54 @@
+"""``/v1/jobs``: status, result, cancel and list."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from schemas.jobs import Job, JobList, JobStatus
+from schemas.problems import problem_responses
+from schemas.results import EvaluationResult
+from service.api.deps import PagingDep, StoreDep
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+@router.get("", response_model=JobList, summary="List jobs, newest first", responses=problem_responses(401, 422))
+def list_jobs(
+    store: StoreDep,
+    paging: PagingDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    model: Annotated[str | None, Query(description="Only jobs of this model name.")] = None,
+) -> JobList:
+    records, token = store.meta.list_jobs(
+        status=status, model=model, page_size=paging.page_size, page_token=paging.page_token
+    )
+    return JobList(data=[r.to_wire() for r in records], next_page_token=token)
+
+
+@router.get("/{job_id}", response_model=Job, summary="Job status and progress", responses=problem_responses(401, 404))
+def get_job(job_id: str, store: StoreDep) -> Job:
+    return store.meta.get_job(job_id).to_wire()
+
+
+@router.get(
+    "/{job_id}/result",
+    response_model=EvaluationResult,
+    summary="The result document",
+    description="409 problem while the job is queued or running, or when it failed or was cancelled.",
+    responses=problem_responses(401, 404, 409),
+)
+def get_result(job_id: str, store: StoreDep) -> Any:
+    # Stored already validated; returning the dict avoids re-validating a large document.
+    return store.meta.get_result(job_id)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=Job,
+    summary="Cancel a queued or running job",
+    responses=problem_responses(401, 404, 409),
+)
+def cancel_job(job_id: str, store: StoreDep) -> Job:
+    return store.meta.cancel_job(job_id).to_wire()

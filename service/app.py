@@ -1,0 +1,91 @@
+"""The application factory: ``create_app(settings)`` wires routers, errors and workers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import ORJSONResponse
+
+from schemas.batches import BatchCreate, LabelUpdate
+from schemas.problems import Problem
+from service.api import batches, evaluations, health, jobs
+from service.api.deps import require_api_key
+from service.api.problems import install_problem_handlers
+from service.jobs.pool import WorkerPool
+from service.settings import Settings
+from service.store import Store
+from service.telemetry import Telemetry
+
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings | None = None, *, embedded_workers: bool = False) -> FastAPI:
+    """Build the API. With ``embedded_workers`` the app runs ``settings.workers`` worker
+    processes for its lifetime (``yardstick serve``); otherwise jobs wait for ``yardstick worker``."""
+    settings = settings or Settings()
+    # Opened here rather than in the lifespan so in-process test clients (which do not run
+    # lifespans) get a working app too.
+    store = Store.open(settings)
+    store.sweep_orphan_files()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = WorkerPool(settings, settings.workers) if embedded_workers and settings.workers > 0 else None
+        if pool is not None:
+            pool.start()
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            if pool is not None:
+                pool.stop()
+            store.close()
+
+    app = FastAPI(
+        title="Yardstick",
+        version=VERSION,
+        summary="Judge every model version the same, thorough way before it ships.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.telemetry = Telemetry()
+    app.state.pool = None
+
+    install_problem_handlers(app)
+    authed = [Depends(require_api_key)]
+    for router in (batches.router, evaluations.router, jobs.router):
+        app.include_router(router, dependencies=authed)
+    app.include_router(health.router)
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        app.state.telemetry.request(request.method, template, response.status_code, time.perf_counter() - start)
+        return response
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the models of bodies read raw (several content types per route)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (BatchCreate, LabelUpdate, Problem):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components[model.__name__] = model_schema
+    app.openapi_schema = schema
+    return schema

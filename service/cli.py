@@ -1,0 +1,124 @@
+"""``yardstick serve | worker | export-openapi | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from service.settings import Settings
+
+DEFAULT_OPENAPI_PATH = Path("openapi/openapi.json")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def openapi_document() -> dict[str, object]:
+    from service.app import create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Settings(data_dir=Path(tmp), database_url=None, workers=0))
+        try:
+            return app.openapi()
+        finally:
+            app.state.store.close()
+
+
+def render_openapi() -> str:
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    overrides = {"workers": args.workers} if args.workers is not None else {}
+    settings = Settings(**overrides)
+    if not settings.api_keys and not is_loopback(args.host) and not args.insecure:
+        print(
+            f"refusing to serve on {args.host} without API keys: set YARDSTICK_API_KEYS, "
+            "bind a loopback address, or pass --insecure if something else guards the port",
+            file=sys.stderr,
+        )
+        return 2
+    app = create_app(settings, embedded_workers=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from service.jobs.pool import WorkerPool
+
+    settings = Settings()
+    processes = args.processes or max(settings.workers, 1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pool = WorkerPool(settings, processes)
+    pool.start()
+    print(f"yardstick worker: {processes} process(es) on {settings.resolved_database_url}", flush=True)
+    pool.wait()
+    return 0
+
+
+def _export_openapi(args: argparse.Namespace) -> int:
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_openapi())
+    print(f"wrote {path}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return run_demo(args.url, rows=args.rows, api_key=args.api_key, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yardstick", description="Yardstick model-evaluation service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API with embedded workers")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default YARDSTICK_WORKERS)")
+    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without API keys")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="run job workers only (scale-out)")
+    worker.add_argument("--processes", type=int, default=None)
+    worker.set_defaults(func=_worker)
+
+    export = sub.add_parser("export-openapi", help="write the OpenAPI document")
+    export.add_argument("--output", default=str(DEFAULT_OPENAPI_PATH))
+    export.set_defaults(func=_export_openapi)
+
+    demo = sub.add_parser("demo", help="post a generated batch to a running service and evaluate it")
+    demo.add_argument("--url", default="http://127.0.0.1:8000")
+    demo.add_argument("--rows", type=int, default=20_000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--api-key", default=None)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

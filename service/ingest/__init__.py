@@ -1,0 +1,64 @@
+"""Decode request bodies into one canonical Arrow table, validated column by column.
+
+Public API:
+
+- :func:`ingest_body` for ``POST /v1/batches`` (JSON rows/columns, CSV, Parquet, Arrow IPC);
+- :func:`parse_label_update` and :func:`merge_labels` for ``PUT /v1/batches/{id}/labels``;
+- :func:`load_canonical` for a batch read back from storage.
+
+The layout every batch ends in is documented in :mod:`service.ingest.canonical`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from service.ingest import json_body
+from service.ingest.canonical import CanonicalBatch
+from service.ingest.canonicalize import canonicalize
+from service.ingest.issues import Locator
+from service.ingest.label_update import LabelMerge, merge_labels, parse_label_update
+from service.ingest.media import ARROW, BATCH_TYPES, CSV, JSON, PARQUET, parse_media_type
+from service.ingest.reload import load_canonical
+from service.ingest.spec import spec_from_params
+from service.ingest.tabular import read_arrow, read_csv, read_parquet
+
+__all__ = [
+    "BATCH_TYPES",
+    "CanonicalBatch",
+    "LabelMerge",
+    "ingest_body",
+    "load_canonical",
+    "merge_labels",
+    "parse_label_update",
+]
+
+
+def ingest_body(body: bytes, content_type: str, params: Mapping[str, str]) -> CanonicalBatch:
+    """Decode and validate a batch body into a :class:`CanonicalBatch`.
+
+    ``content_type`` is the request's Content-Type (parameters such as ``charset``
+    allowed). JSON carries its spec in the envelope and ignores ``params``; CSV,
+    Parquet and Arrow take ``model``, ``version``, ``task``, ``positive_class`` and
+    ``classes`` (comma-separated) from ``params``.
+
+    Raises :class:`~service.errors.UnsupportedMediaType` (415), :class:`~service.errors.MalformedBody`
+    (400) when the body cannot be decoded, and :class:`~service.errors.InvalidInput` (422)
+    naming every offending field and its first offending row.
+    """
+    media = parse_media_type(content_type, accepted=BATCH_TYPES)
+    if media.essence == JSON:
+        table, raw_spec, locator = json_body.decode_batch(body)
+        return canonicalize(table, raw_spec, locator, textual_labels=False)
+    # The spec comes first: a bad query parameter is reported without decoding the body.
+    raw_spec = spec_from_params(params)
+    if media.essence == CSV:
+        # Classification labels are read as text, then become int64 only if every cell is an integer.
+        text = ("sample_id",) if raw_spec.task == "regression" else ("sample_id", "label", "prediction")
+        table = read_csv(body, text_columns=text, charset=media.charset)
+    elif media.essence in PARQUET:
+        table = read_parquet(body)
+    else:
+        assert media.essence in ARROW
+        table = read_arrow(body)
+    return canonicalize(table, raw_spec, Locator(), textual_labels=media.essence == CSV)

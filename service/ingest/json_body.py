@@ -1,0 +1,230 @@
+"""JSON bodies: the batch envelope in row or column form, parsed with orjson.
+
+The column form goes from orjson's lists straight into Arrow arrays (one C loop per
+column). The row form is per-row by nature: one list comprehension per key turns the
+rows into columns, then the same path applies. Either way the result is a table with
+canonical column names (``scores: {"cat": p}`` becomes ``score__cat``) and a locator
+that names problems the way the client wrote them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from service.errors import FieldIssue, MalformedBody
+from service.ingest.canonical import (
+    LABEL,
+    LOWER,
+    PREDICTION,
+    RESERVED_COLUMNS,
+    SAMPLE_ID,
+    SCORE,
+    SCORE_PREFIX,
+    UPPER,
+    score_column,
+)
+from service.ingest.issues import Issues, Locator, RowsLocator, invalid
+from service.ingest.spec import RawSpec, spec_from_envelope
+
+ENVELOPE_KEYS = ("model", "task", "positive_class", "classes", "rows", "columns")
+ROW_SCALARS = (SAMPLE_ID, LABEL, PREDICTION, SCORE, LOWER, UPPER)
+ROW_NESTED = ("scores", "features")
+_LABEL_COLUMNS = frozenset({LABEL, PREDICTION})
+
+
+def load_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(detail=f"body is not valid JSON: {exc}", issues=[FieldIssue("body", str(exc))]) from exc
+
+
+def decode_batch(body: bytes) -> tuple[pa.Table, RawSpec, Locator]:
+    """Decode a JSON batch envelope into a table with canonical column names."""
+    doc = load_json(body)
+    if not isinstance(doc, dict):
+        raise invalid("body", "expected a JSON object: the batch envelope")
+    issues = Issues()
+    for key in doc:
+        if key not in ENVELOPE_KEYS:
+            issues.add(key, f"unknown field; the envelope has {', '.join(ENVELOPE_KEYS)}")
+    spec = spec_from_envelope(doc, issues)
+    forms = [key for key in ("rows", "columns") if doc.get(key) is not None]
+    if len(forms) != 1:
+        issues.add("rows", "send exactly one of rows (a list of objects) or columns (an object of arrays)")
+    issues.raise_if_any()
+    assert spec is not None
+    if forms == ["rows"]:
+        decoded = rows_to_table(doc["rows"], prefix="rows", scalars=ROW_SCALARS, nested=ROW_NESTED, issues=issues)
+    else:
+        decoded = columns_to_table(doc["columns"], prefix="columns", issues=issues)
+    issues.raise_if_any()
+    assert decoded is not None
+    table, locator = decoded
+    return table, spec, locator
+
+
+def rows_to_table(
+    rows: object,
+    *,
+    prefix: str,
+    scalars: Iterable[str],
+    nested: Iterable[str] = (),
+    required: Iterable[str] = (),
+    issues: Issues,
+) -> tuple[pa.Table, RowsLocator] | None:
+    """Transpose ``[{key: value, "features": {...}}]`` into Arrow columns.
+
+    ``scalars`` are the allowed top-level keys; ``nested`` may hold ``scores`` (flattened
+    to ``score__<key>``) and ``features`` (flattened to their own names); ``required``
+    keys must be present in every row (their value may still be null).
+    """
+    if not isinstance(rows, list):
+        issues.add(prefix, f"{prefix} must be an array of objects")
+        return None
+    bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+    if bad is not None:
+        issues.add(f"{prefix}[{bad}]", "each row must be an object", bad)
+        return None
+    allowed = {*scalars, *nested}
+    keys = set().union(*rows)
+    for key in sorted(keys - allowed, key=str):
+        row = _first_row_with(rows, key)
+        hint = "; features go under features" if "features" in allowed else ""
+        issues.add(f"{prefix}[{row}].{key}", f"unknown field{hint}", row)
+    for key in required:
+        row = next((i for i, item in enumerate(rows) if key not in item), None)
+        if row is not None:
+            issues.add(f"{prefix}[{row}].{key}", f"{key} is required (null is allowed)", row)
+    if issues:
+        return None
+
+    lists: dict[str, list[Any]] = {key: [row.get(key) for row in rows] for key in scalars if key in keys}
+    score_keys: dict[str, str] = {}
+    features: list[str] = []
+    for key in nested:
+        if key not in keys:
+            continue
+        inner = _nested_columns(rows, key, prefix, issues)
+        if inner is None:
+            continue
+        for name, values in inner.items():
+            if key == "scores":
+                column = score_column(name)
+                score_keys[column] = name
+            else:
+                column = name
+                if name in RESERVED_COLUMNS or name.startswith(SCORE_PREFIX):
+                    row = next(i for i, row in enumerate(rows) if name in (row.get(key) or {}))
+                    issues.add(f"{prefix}[{row}].{key}.{name}", f"feature {name!r} uses a reserved column name", row)
+                    continue
+                features.append(name)
+            lists[column] = values
+    if issues:
+        return None
+    locator = RowsLocator(prefix=prefix, features=frozenset(features), score_keys=score_keys)
+    arrays = {
+        name: to_array(values, lambda row, name=name: locator.field(name, row), issues, labels=name in _LABEL_COLUMNS)
+        for name, values in lists.items()
+    }
+    if issues:
+        return None
+    if not arrays:
+        # Rows that are all empty objects still count: they are rows without a prediction.
+        arrays[PREDICTION] = pa.nulls(len(rows))
+    return pa.Table.from_pydict(arrays), locator
+
+
+def columns_to_table(columns: object, *, prefix: str, issues: Issues) -> tuple[pa.Table, Locator] | None:
+    """Convert ``{"name": [values]}`` into Arrow columns after checking their lengths agree."""
+    if not isinstance(columns, dict):
+        issues.add(prefix, f"{prefix} must be an object of arrays, one per column")
+        return None
+    expected: tuple[str, int] | None = None
+    for name, values in columns.items():
+        if not isinstance(values, list):
+            issues.add(f"{prefix}.{name}", "a column must be an array")
+        elif expected is None:
+            expected = (name, len(values))
+        elif len(values) != expected[1]:
+            issues.add(
+                f"{prefix}.{name}",
+                f"{prefix}.{name} has {len(values)} values, expected {expected[1]} "
+                f"(the length of {prefix}.{expected[0]})",
+            )
+    if issues:
+        return None
+    locator = Locator(prefix=prefix)
+    arrays = {
+        name: to_array(values, lambda row, name=name: locator.field(name, row), issues, labels=name in _LABEL_COLUMNS)
+        for name, values in columns.items()
+    }
+    if issues:
+        return None
+    return pa.Table.from_pydict(arrays), locator
+
+
+def to_array(values: list[Any], field: Callable[[int], str], issues: Issues, *, labels: bool = False) -> pa.Array:
+    """One Arrow array from JSON values; a column mixing types is an issue at its first odd row.
+
+    ``labels`` columns may mix booleans and integers: booleans are integers there.
+    """
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        error = exc
+    kinds = [(row, _json_kind(value)) for row, value in enumerate(values) if value is not None]
+    distinct = {kind for _, kind in kinds}
+    if labels and distinct == {"boolean", "number"}:
+        return to_array([int(v) if isinstance(v, bool) else v for v in values], field, issues)
+    first_row, first_kind = kinds[0]
+    odd = next(((row, kind) for row, kind in kinds if kind != first_kind), None)
+    if odd is not None:
+        row, kind = odd
+        issues.add(field(row), f"a {kind} here, but a {first_kind} at row {first_row}; a column holds one type", row)
+    else:
+        row = next((row for row, value in enumerate(values) if not _converts(value)), None)
+        issues.add(field(row) if row is not None else field(0), f"cannot be stored: {error}", row)
+    return pa.nulls(len(values))
+
+
+def _converts(value: object) -> bool:
+    try:
+        pa.array([value])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return False
+    return True
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _first_row_with(rows: list[dict[str, Any]], key: str) -> int:
+    return next(i for i, row in enumerate(rows) if key in row)
+
+
+def _nested_columns(
+    rows: list[dict[str, Any]], key: str, prefix: str, issues: Issues
+) -> Mapping[str, list[Any]] | None:
+    """``rows[i][key]`` objects as columns; a row without the key or a key missing from it is null."""
+    objects = [row.get(key) for row in rows]
+    bad = next((i for i, value in enumerate(objects) if value is not None and not isinstance(value, dict)), None)
+    if bad is not None:
+        issues.add(f"{prefix}[{bad}].{key}", f"{key} must be an object", bad)
+        return None
+    names = dict.fromkeys(chain.from_iterable(value for value in objects if value))
+    return {name: [value.get(name) if value else None for value in objects] for name in names}

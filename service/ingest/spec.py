@@ -1,0 +1,108 @@
+"""What the client said about a batch, before its classes are resolved against the data.
+
+The JSON envelope carries typed values (``"positive_class": 1``); query parameters
+are always text (``positive_class=1``). :class:`RawSpec` keeps both as given, plus
+the field names to blame, and :mod:`service.ingest.label_kind` coerces them once the
+label type is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from service.ingest.canonical import TASKS, Task
+from service.ingest.issues import Issues
+
+# A class as the client wrote it: JSON scalars, or text from a query parameter.
+RawClass = int | str | bool | float
+
+
+@dataclass(frozen=True)
+class RawSpec:
+    model_name: str
+    model_version: str
+    task: Task
+    positive_class: RawClass | None
+    classes: list[RawClass] | None
+    #: True when positive_class/classes are text that may stand for integers
+    textual: bool
+    #: where positive_class and classes came from, for issues
+    positive_class_field: str = "positive_class"
+    classes_field: str = "classes"
+
+
+def spec_from_params(params: Mapping[str, str]) -> RawSpec:
+    """Read ``model``, ``version``, ``task``, ``positive_class`` and ``classes`` query parameters.
+
+    Other parameters are ignored: the API may share the mapping with its own options.
+    ``classes`` is comma-separated; an empty ``positive_class`` or ``classes`` means absent.
+    """
+    issues = Issues()
+    name = _text(params.get("model"), "model", issues)
+    version = _text(params.get("version"), "version", issues)
+    task = _task(params.get("task"), "task", issues)
+    positive = params.get("positive_class") or None
+    classes_text = params.get("classes") or ""
+    classes: list[RawClass] | None = None
+    if classes_text.strip():
+        parts = [part.strip() for part in classes_text.split(",")]
+        if any(not part for part in parts):
+            issues.add("classes", "classes is a comma-separated list of non-empty class names")
+        classes = list(parts)
+    issues.raise_if_any()
+    return RawSpec(name, version, cast(Task, task), positive, classes, textual=True)
+
+
+def spec_from_envelope(doc: Mapping[str, Any], issues: Issues) -> RawSpec | None:
+    """Read the spec fields of a JSON batch envelope; ``None`` when an issue was recorded."""
+    name = version = None
+    model = doc.get("model")
+    if not isinstance(model, dict):
+        issues.add("model", 'model is required: {"name": ..., "version": ...}')
+    else:
+        for key in model.keys() - {"name", "version"}:
+            issues.add(f"model.{key}", "unknown field; model has only name and version")
+        name = _text(model.get("name"), "model.name", issues)
+        raw_version = model.get("version")
+        # Versions are often numbers in pipelines ("version": 7); they are stored as text.
+        if isinstance(raw_version, int) and not isinstance(raw_version, bool):
+            raw_version = str(raw_version)
+        version = _text(raw_version, "model.version", issues)
+    task = _task(doc.get("task"), "task", issues)
+
+    positive = doc.get("positive_class")
+    if positive is not None and not _is_class_value(positive):
+        issues.add("positive_class", "positive_class must be a string or an integer")
+    classes = doc.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or not classes:
+            issues.add("classes", "classes must be a non-empty array of strings or integers")
+        else:
+            for i, value in enumerate(classes):
+                if not _is_class_value(value):
+                    issues.add(f"classes[{i}]", "a class must be a string or an integer")
+                    break
+    if issues or name is None or version is None or task is None:
+        return None
+    return RawSpec(name, version, cast(Task, task), positive, classes, textual=False)
+
+
+def _is_class_value(value: object) -> bool:
+    return isinstance(value, str | int) or (isinstance(value, float) and value.is_integer())
+
+
+def _text(value: object, field: str, issues: Issues) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        issues.add(field, f"{field} is required and must be a non-empty string")
+        return None
+    return value
+
+
+def _task(value: object, field: str, issues: Issues) -> str | None:
+    if value not in TASKS:
+        shown = "missing" if value is None else repr(value)
+        issues.add(field, f"unknown task {shown}; expected one of {', '.join(TASKS)}")
+        return None
+    return cast(str, value)

@@ -1,0 +1,189 @@
+"""One evaluation, end to end: read the batch, run the requested workers, build the result.
+
+This is the only place that joins storage and computation: workers get numpy arrays and
+options and return result models; the store gets a JSON document back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.common import ModelRef
+from schemas.evaluations import EvaluationCreate
+from schemas.metrics import MetricsReport
+from schemas.results import EvaluationResult, Finding
+from service.errors import InvalidInput
+from service.ingest.canonical import LABEL, PREDICTION, SCORE, score_column
+from service.jobs.gates import check_gates
+from service.store import Store
+from service.store.records import BatchRecord, JobRecord
+from service.workers import bootstrap as bootstrap_worker
+from service.workers import metrics as metrics_worker
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """The labeled rows of a batch as arrays the workers take."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    scores: np.ndarray | None
+    rows: int
+
+
+def evaluation_data(table: pa.Table, batch: BatchRecord) -> EvaluationData:
+    """Drop unlabeled rows and turn classification labels into codes in ``classes`` order."""
+    labeled = table.filter(pc.is_valid(table.column(LABEL)))
+    if batch.task == "regression":
+        return EvaluationData(
+            y_true=labeled.column(LABEL).to_numpy().astype(np.float64, copy=False),
+            y_pred=labeled.column(PREDICTION).to_numpy().astype(np.float64, copy=False),
+            scores=None,
+            rows=table.num_rows,
+        )
+    classes = pa.array(batch.classes)
+    y_true = _codes(labeled.column(LABEL), classes)
+    y_pred = _codes(labeled.column(PREDICTION), classes)
+    scores: np.ndarray | None = None
+    if batch.task == "binary" and SCORE in labeled.column_names:
+        scores = labeled.column(SCORE).to_numpy().astype(np.float64, copy=False)
+    elif batch.task == "multiclass":
+        names = [score_column(c) for c in batch.classes or []]
+        if names and all(n in labeled.column_names for n in names):
+            scores = np.column_stack([labeled.column(n).to_numpy() for n in names]).astype(np.float64)
+    return EvaluationData(y_true=y_true, y_pred=y_pred, scores=scores, rows=table.num_rows)
+
+
+def _codes(column: pa.ChunkedArray, classes: pa.Array) -> np.ndarray:
+    codes = pc.index_in(column, value_set=classes.cast(column.type))
+    if codes.null_count:
+        # Ingest guarantees every value is a class; this guards against a corrupted file.
+        raise InvalidInput("the stored batch has a label or prediction outside its classes")
+    return codes.to_numpy().astype(np.intp, copy=False)
+
+
+def compute_metrics(
+    data: EvaluationData, batch: BatchRecord, request: EvaluationCreate
+) -> MetricsReport:
+    if batch.task == "regression":
+        return metrics_worker.regression_metrics(data.y_true, data.y_pred, metrics=request.metrics)
+    classes = batch.classes or []
+    positive = classes.index(batch.positive_class) if batch.task == "binary" else None
+    return metrics_worker.classification_metrics(
+        data.y_true,
+        data.y_pred,
+        n_classes=len(classes),
+        class_names=[str(c) for c in classes],
+        positive=positive,
+        scores=data.scores,
+        metrics=request.metrics,
+    )
+
+
+def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> EvaluationResult:
+    request = EvaluationCreate.model_validate(job.request)
+    batch = store.meta.get_batch(request.batch_id)
+    table = store.files.read(batch.data_path)
+    progress(0.05)
+    data = evaluation_data(table, batch)
+    findings: list[Finding] = []
+    if data.y_true.size == 0:
+        report = _no_labels_report(batch, request, data)
+        findings.append(
+            Finding(
+                kind="no_labeled_rows",
+                severity="critical",
+                message="No row has a label, so no metric could be computed.",
+                details={"rows": batch.rows, "fix": f"PUT /v1/batches/{batch.id}/labels"},
+            )
+        )
+    else:
+        report = compute_metrics(data, batch, request)
+    progress(0.2)
+    if request.bootstrap is not None and data.y_true.size > 0:
+        report.intervals = _bootstrap(data, batch, request, report, progress)
+    progress(0.95)
+    if 0 < batch.labeled_rows < batch.rows:
+        findings.append(
+            Finding(
+                kind="unlabeled_rows",
+                severity="info",
+                message=f"{batch.rows - batch.labeled_rows} of {batch.rows} rows have no label yet "
+                "and were left out of the metrics.",
+                details={"rows": batch.rows, "labeled_rows": batch.labeled_rows},
+            )
+        )
+    gates = check_gates(request.gates or [], report.metrics, report.undefined)
+    return EvaluationResult(
+        job_id=job.id,
+        batch_id=batch.id,
+        model=ModelRef(name=batch.model_name, version=batch.model_version),
+        task=batch.task,
+        created_at=job.created_at,
+        finished_at=datetime.now(UTC),
+        rows=batch.rows,
+        labeled_rows=batch.labeled_rows,
+        evaluated_rows=int(data.y_true.size),
+        metrics=report.metrics,
+        undefined=report.undefined,
+        notes=report.notes,
+        intervals=report.intervals,
+        per_class=report.per_class,
+        confusion_matrix=report.confusion_matrix,
+        findings=findings,
+        gates=gates,
+    )
+
+
+def _no_labels_report(batch: BatchRecord, request: EvaluationCreate, data: EvaluationData) -> MetricsReport:
+    names = request.metrics or metrics_worker.default_metrics(batch.task, has_scores=data.scores is not None)
+    reason = f"no labeled rows; send ground truth with PUT /v1/batches/{batch.id}/labels"
+    return MetricsReport(
+        metrics=dict.fromkeys(names),
+        undefined=dict.fromkeys(names, reason),
+        notes={},
+        per_class=None,
+        confusion_matrix=None,
+        intervals={},
+    )
+
+
+def _bootstrap(
+    data: EvaluationData,
+    batch: BatchRecord,
+    request: EvaluationCreate,
+    report: MetricsReport,
+    progress: Progress,
+) -> dict[str, object]:
+    assert request.bootstrap is not None
+    names = [name for name, value in report.metrics.items() if value is not None]
+
+    def scaled(fraction: float) -> None:
+        progress(0.2 + 0.75 * fraction)
+
+    options = {
+        "metrics": names,
+        "samples": request.bootstrap.samples,
+        "confidence": request.bootstrap.confidence,
+        "seed": request.bootstrap.seed,
+        "progress": scaled,
+    }
+    if batch.task == "regression":
+        return bootstrap_worker.regression_intervals(data.y_true, data.y_pred, **options)  # type: ignore[arg-type]
+    classes = batch.classes or []
+    return bootstrap_worker.classification_intervals(  # type: ignore[return-value]
+        data.y_true,
+        data.y_pred,
+        n_classes=len(classes),
+        positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
+        scores=data.scores,
+        **options,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,55 @@
+"""Configuration from ``YARDSTICK_*`` environment variables (see README, "Configuration")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Defaults run a laptop-sized embedded deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="YARDSTICK_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./data"), description="Batch Parquet files and the SQLite database.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/yardstick.db."
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Bearer keys; empty means no auth (loopback only)."
+    )
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Non-public hosts/CIDRs outbound calls may reach."
+    )
+    dask_address: str | None = None
+
+    workers: int = Field(default=2, ge=0, description="Embedded worker processes started by `serve`.")
+    max_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")
+    lease_seconds: float = Field(default=30.0, gt=0, description="A job not heartbeated for this long is retried.")
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    poll_seconds: float = Field(default=0.1, gt=0, description="How often an idle worker looks for work.")
+    max_attempts: int = Field(default=3, ge=1, description="A job whose worker died this many times fails.")
+    default_page_size: int = Field(default=50, ge=1)
+    max_page_size: int = Field(default=1000, ge=1)
+
+    @field_validator("api_keys", "outbound_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'yardstick.db'}"
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.data_dir / "batches"

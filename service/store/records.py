@@ -1,0 +1,84 @@
+"""What the store hands out: plain frozen records, never ORM rows or connections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from schemas.batches import Batch, Column
+from schemas.common import ModelRef
+from schemas.jobs import Job
+from service.ingest.canonical import BatchSpec, Label, Task
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    id: str
+    model_name: str
+    model_version: str
+    task: Task
+    classes: list[Label] | None
+    positive_class: Label | None
+    rows: int
+    labeled_rows: int
+    columns: list[dict[str, str]]
+    data_path: str
+    data_version: int
+    created_at: datetime
+
+    @property
+    def spec(self) -> BatchSpec:
+        return BatchSpec(
+            model_name=self.model_name,
+            model_version=self.model_version,
+            task=self.task,
+            positive_class=self.positive_class,
+            classes=self.classes,
+        )
+
+    def to_wire(self) -> Batch:
+        return Batch(
+            id=self.id,
+            model=ModelRef(name=self.model_name, version=self.model_version),
+            task=self.task,
+            classes=self.classes,
+            positive_class=self.positive_class,
+            rows=self.rows,
+            labeled_rows=self.labeled_rows,
+            columns=[Column.model_validate(c) for c in self.columns],
+            created_at=self.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    batch_id: str
+    model_name: str
+    model_version: str
+    status: str
+    progress: float
+    request: dict[str, Any]
+    error: str | None
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def to_wire(self) -> Job:
+        return Job(
+            id=self.id,
+            status=self.status,  # type: ignore[arg-type]
+            progress=self.progress,
+            batch_id=self.batch_id,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            attempts=self.attempts,
+            error=self.error,
+        )

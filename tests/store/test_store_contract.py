@@ -1,0 +1,224 @@
+"""One contract for the metadata store, run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.errors import Conflict, NotFound
+from service.store import BatchRecord, JobRecord, SqlStore, new_id
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlStore]:
+    s = SqlStore.from_url(database_url)
+    s.create_schema()
+    yield s
+    s.dispose()
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def batch(i: int = 0, *, model: str = "m", version: str = "1") -> BatchRecord:
+    return BatchRecord(
+        id=f"b_{i:04d}",
+        model_name=model,
+        model_version=version,
+        task="binary",
+        classes=[0, 1],
+        positive_class=1,
+        rows=10,
+        labeled_rows=8,
+        columns=[{"name": "sample_id", "type": "string", "role": "sample_id"}],
+        data_path=f"b_{i:04d}/v1.parquet",
+        data_version=1,
+        created_at=T0 + timedelta(seconds=i),
+    )
+
+
+def job(i: int, batch_id: str = "b_0000", *, max_attempts: int = 3) -> JobRecord:
+    return JobRecord(
+        id=f"j_{i:04d}",
+        batch_id=batch_id,
+        model_name="m",
+        model_version="1",
+        status="queued",
+        progress=0.0,
+        request={"batch_id": batch_id},
+        error=None,
+        attempts=0,
+        max_attempts=max_attempts,
+        lease_owner=None,
+        lease_expires_at=None,
+        cancel_requested=False,
+        created_at=T0 + timedelta(seconds=i),
+        started_at=None,
+        finished_at=None,
+    )
+
+
+def test_batch_round_trip_keeps_types_and_utc(store: SqlStore) -> None:
+    store.insert_batch(batch(1))
+    got = store.get_batch("b_0001")
+    assert got == batch(1)
+    assert got.created_at.tzinfo is not None
+
+
+def test_missing_batch_is_not_found(store: SqlStore) -> None:
+    with pytest.raises(NotFound):
+        store.get_batch("nope")
+    with pytest.raises(NotFound):
+        store.delete_batch("nope")
+
+
+def test_batches_page_newest_first_with_filters(store: SqlStore) -> None:
+    for i in range(7):
+        store.insert_batch(batch(i, model="a" if i % 2 else "b"))
+    seen: list[str] = []
+    token = None
+    while True:
+        page, token = store.list_batches(model=None, version=None, page_size=3, page_token=token)
+        seen += [b.id for b in page]
+        if token is None:
+            break
+    assert seen == [f"b_{i:04d}" for i in reversed(range(7))]
+    only_a, _ = store.list_batches(model="a", version=None, page_size=10, page_token=None)
+    assert [b.id for b in only_a] == ["b_0005", "b_0003", "b_0001"]
+
+
+def test_replace_batch_data_is_optimistic(store: SqlStore) -> None:
+    store.insert_batch(batch(1))
+    assert store.replace_batch_data("b_0001", expected_version=1, data_path="x", labeled_rows=10)
+    assert not store.replace_batch_data("b_0001", expected_version=1, data_path="y", labeled_rows=9)
+    got = store.get_batch("b_0001")
+    assert (got.data_path, got.labeled_rows, got.data_version) == ("x", 10, 2)
+
+
+def test_claim_takes_oldest_queued_once(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    store.insert_job(job(2))
+    store.insert_job(job(1))
+    first = store.claim_job("w1", lease_seconds=30)
+    second = store.claim_job("w2", lease_seconds=30)
+    assert first is not None and second is not None
+    assert (first.id, first.status, first.attempts, first.lease_owner) == ("j_0001", "running", 1, "w1")
+    assert second.id == "j_0002"
+    assert store.claim_job("w3", lease_seconds=30) is None
+
+
+def test_only_the_lease_holder_completes_and_only_once(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    store.insert_job(job(1))
+    store.claim_job("w1", lease_seconds=30)
+    assert not store.complete_job("j_0001", "intruder", {"x": 1})
+    assert store.complete_job("j_0001", "w1", {"x": 1})
+    assert not store.complete_job("j_0001", "w1", {"x": 2})
+    assert store.get_result("j_0001") == {"x": 1}
+    done = store.get_job("j_0001")
+    assert (done.status, done.progress, done.lease_owner) == ("succeeded", 1.0, None)
+
+
+def test_stalled_job_is_retried_and_the_stale_worker_cannot_finish(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    store.insert_job(job(1))
+    store.claim_job("dead", lease_seconds=-1)  # lease already expired: the worker "died"
+    retried = store.claim_job("alive", lease_seconds=30)
+    assert retried is not None and (retried.attempts, retried.lease_owner) == (2, "alive")
+    assert not store.heartbeat("j_0001", "dead", lease_seconds=30, progress=0.5)
+    assert not store.complete_job("j_0001", "dead", {"from": "dead"})
+    assert store.complete_job("j_0001", "alive", {"from": "alive"})
+    assert store.get_result("j_0001") == {"from": "alive"}
+
+
+def test_job_that_keeps_crashing_ends_failed(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    store.insert_job(job(1, max_attempts=2))
+    assert store.claim_job("w1", lease_seconds=-1) is not None
+    assert store.claim_job("w2", lease_seconds=-1) is not None
+    assert store.claim_job("w3", lease_seconds=30) is None
+    failed = store.get_job("j_0001")
+    assert failed.status == "failed"
+    assert failed.error is not None and "2 times" in failed.error
+    with pytest.raises(Conflict, match="failed"):
+        store.get_result("j_0001")
+
+
+def test_heartbeat_records_progress(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    store.insert_job(job(1))
+    store.claim_job("w1", lease_seconds=30)
+    assert store.heartbeat("j_0001", "w1", lease_seconds=30, progress=0.4)
+    assert store.get_job("j_0001").progress == pytest.approx(0.4)
+
+
+def test_cancel_queued_and_running_but_not_finished(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    store.insert_job(job(1))
+    store.insert_job(job(2))
+    assert store.cancel_job("j_0001").status == "cancelled"
+    store.claim_job("w1", lease_seconds=30)
+    assert store.cancel_job("j_0002").status == "cancelled"
+    assert not store.heartbeat("j_0002", "w1", lease_seconds=30, progress=0.9)
+    assert not store.complete_job("j_0002", "w1", {})
+    with pytest.raises(Conflict, match="already cancelled"):
+        store.cancel_job("j_0002")
+    with pytest.raises(NotFound):
+        store.cancel_job("nope")
+
+
+def test_result_is_conflict_until_finished(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    store.insert_job(job(1))
+    with pytest.raises(Conflict, match="queued"):
+        store.get_result("j_0001")
+    with pytest.raises(NotFound):
+        store.get_result("nope")
+
+
+def test_concurrent_claims_hand_out_each_job_exactly_once(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    for i in range(20):
+        store.insert_job(job(i))
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def claim_all(worker: str) -> None:
+        while (got := store.claim_job(worker, lease_seconds=30)) is not None:
+            with lock:
+                claimed.append(got.id)
+
+    threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert Counter(claimed) == Counter(f"j_{i:04d}" for i in range(20))
+
+
+def test_jobs_list_filters_by_status_and_model(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    for i in range(4):
+        store.insert_job(job(i))
+    store.cancel_job("j_0002")
+    cancelled, _ = store.list_jobs(status="cancelled", model=None, page_size=10, page_token=None)
+    assert [j.id for j in cancelled] == ["j_0002"]
+    queued, token = store.list_jobs(status="queued", model="m", page_size=2, page_token=None)
+    rest, end = store.list_jobs(status="queued", model="m", page_size=2, page_token=token)
+    assert [j.id for j in queued + rest] == ["j_0003", "j_0001", "j_0000"] and end is None
+    assert store.counts_by_status() == {"queued": 3, "cancelled": 1}
+
+
+def test_deleting_a_batch_keeps_its_jobs_readable(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    store.insert_job(job(1))
+    store.delete_batch("b_0000")
+    assert store.get_job("j_0001").batch_id == "b_0000"
+
+
+def test_new_ids_are_unique() -> None:
+    assert len({new_id("j") for _ in range(1000)}) == 1000

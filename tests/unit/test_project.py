@@ -1,0 +1,39 @@
+"""The project's promises about itself: README commands, CI, CLI guards."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from service.cli import is_loopback, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- setup -->\s*```(?:bash|sh)?\n(.*?)```", text, re.S)
+    assert block, "README.md must keep the two set-up commands in the block after <!-- setup -->"
+    return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
+    commands = readme_commands()
+    assert len(commands) == 2
+    serve, test = commands
+    assert "yardstick serve" in serve and "pytest" in test
+    assert test in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize(("host", "expected"), [("127.0.0.1", True), ("::1", True), ("localhost", True),
+                                                 ("0.0.0.0", False), ("10.0.0.5", False), ("example.com", False)])
+def test_loopback_detection(host: str, expected: bool) -> None:
+    assert is_loopback(host) is expected
+
+
+def test_serve_refuses_public_bind_without_keys(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("YARDSTICK_API_KEYS", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "--insecure" in capsys.readouterr().err
