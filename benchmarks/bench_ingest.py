@@ -2,7 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_ingest.py [--rows 1000000] [--repeat 3] [--formats parquet,arrow,csv,json-columns]
+    .venv/bin/python benchmarks/bench_ingest.py [--rows 1000000] [--repeat 3] \
+        [--formats parquet,arrow,csv,json-columns]
 
 Prints one line per format: body size, best-of-``repeat`` wall time, rows per second, and
 the ratio to the DESIGN.md target for that step (below 1.0 is faster than the target).
@@ -16,6 +17,7 @@ import io
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +53,8 @@ def make_table(rows: int, seed: int = 0) -> pa.Table:
         "score": pa.array(score),
     }
     for name, values in SLICES.items():
-        columns[name] = pa.array(np.asarray(values, dtype=object)[rng.integers(0, len(values), rows)].tolist())
+        picks = rng.integers(0, len(values), rows)
+        columns[name] = pa.array(np.asarray(values, dtype=object)[picks].tolist())
     columns["tenure_days"] = pa.array(rng.integers(0, 3650, rows))
     return pa.table(columns)
 
@@ -70,11 +73,16 @@ def encode(table: pa.Table, form: str) -> tuple[bytes, str]:
         sink = io.BytesIO()
         pacsv.write_csv(table, sink)
         return sink.getvalue(), "text/csv"
-    envelope: dict[str, object] = {"model": {"name": "bench", "version": "1"}, "task": "binary", "positive_class": 1}
+    envelope: dict[str, object] = {
+        "model": {"name": "bench", "version": "1"},
+        "task": "binary",
+        "positive_class": 1,
+    }
     if form == "json-columns":
         envelope["columns"] = table.to_pydict()
     else:
-        slices = [name for name in table.column_names if name not in ("sample_id", "label", "prediction", "score")]
+        reserved = ("sample_id", "label", "prediction", "score")
+        slices = [name for name in table.column_names if name not in reserved]
         envelope["rows"] = [
             {
                 "sample_id": row["sample_id"],
@@ -98,7 +106,9 @@ def best_time(run: Callable[[], object], repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--formats", default="parquet,arrow,csv,json-columns")
@@ -111,8 +121,7 @@ def main() -> None:
         body, content_type = encode(table, form)
         batch = ingest_body(body, content_type, PARAMS)
         assert batch.rows == args.rows and batch.spec.classes == [0, 1]
-        seconds = best_time(lambda body=body, content_type=content_type: ingest_body(body, content_type, PARAMS),
-                            args.repeat)
+        seconds = best_time(partial(ingest_body, body, content_type, PARAMS), args.repeat)
         target = TARGETS[form] * args.rows / 1_000_000
         print(
             f"{form:<14}{len(body) / 1e6:>9.1f}{seconds:>9.3f}{args.rows / seconds:>13,.0f}"

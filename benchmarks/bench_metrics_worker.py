@@ -71,7 +71,10 @@ def main() -> None:
         warnings.simplefilter("ignore")
         report = ours(names)
         worst = max(abs(report.metrics[n] - sklearn_calls[n]()) for n in names)  # type: ignore[operator]
-        rows = [(n, _best(sklearn_calls[n], args.repeat), _best(lambda n=n: ours([n]), args.repeat)) for n in names]
+        rows = [
+            (n, _best(sklearn_calls[n], args.repeat), _best(lambda n=n: ours([n]), args.repeat))
+            for n in names
+        ]
         total_sk = _best(lambda: [f() for f in sklearn_calls.values()], args.repeat)
         total_ours = _best(lambda: ours(names), args.repeat)
     conf = [n for n in names if n not in ("roc_auc", "average_precision", "log_loss", "brier_score")]

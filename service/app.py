@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import ORJSONResponse
 
 from schemas.batches import BatchCreate, LabelUpdate
 from schemas.problems import Problem
@@ -51,7 +50,6 @@ def create_app(settings: Settings | None = None, *, embedded_workers: bool = Fal
         version=VERSION,
         summary="Judge every model version the same, thorough way before it ships.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.state.store = store
@@ -87,5 +85,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(model_schema.pop("$defs", {}))
         components[model.__name__] = model_schema
+    # FastAPI documents its own 422 body; ours is a problem document (see api/problems.py).
+    problem_422 = {
+        "description": "Invalid input (the errors name each field/row)",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for methods in schema.get("paths", {}).values():
+        for operation in methods.values():
+            responses = operation.get("responses", {})
+            if "422" in responses:
+                responses["422"] = problem_422
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
     app.openapi_schema = schema
     return schema

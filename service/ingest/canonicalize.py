@@ -91,7 +91,7 @@ def _check_column_names(names: Sequence[str], spec: RawSpec, issues: Issues) -> 
         if not name:
             issues.at(name, "column names must be non-empty")
         elif name == "scores":
-            issues.at(name, "scores is a row-form field; as columns, send one score__<class> column per class")
+            issues.at(name, "scores is a row-form field; as columns, send a score__<class> column per class")
         elif name == "features":
             issues.at(name, "features is a row-form field; as columns, send each feature as its own column")
         elif name.startswith(SCORE_PREFIX):
@@ -102,8 +102,8 @@ def _check_column_names(names: Sequence[str], spec: RawSpec, issues: Issues) -> 
             elif name == SCORE_PREFIX:
                 issues.at(name, "score column without a class name")
         elif name == SCORE and spec.task != "binary":
-            where = "score__<class> columns" if spec.task == "multiclass" else "nothing: regression has no scores"
-            issues.at(name, f"score is the binary probability; a {spec.task} batch uses {where}")
+            where = "score__<class> columns" if spec.task == "multiclass" else "none"
+            issues.at(name, f"score is the binary probability; a {spec.task} batch has {where}")
         elif name in (LOWER, UPPER) and spec.task != "regression":
             issues.at(name, f"{name} is a regression prediction-interval bound")
 
@@ -160,7 +160,9 @@ def _regression(
     else:
         prediction = finite_numbers(prediction_column, PREDICTION, issues, nullable=False)
     bounds = {
-        name: finite_numbers(columns[name], name, issues, nullable=False) for name in (LOWER, UPPER) if name in columns
+        name: finite_numbers(columns[name], name, issues, nullable=False)
+        for name in (LOWER, UPPER)
+        if name in columns
     }
     lower, upper = bounds.get(LOWER), bounds.get(UPPER)
     if lower is not None and upper is not None:
@@ -198,6 +200,7 @@ def _classification(
     positive = _given_positive(spec, kind, issues)
     if issues:
         return None
+    resolved: tuple[list[Label], Label | None, dict[str, pa.Array]] | None
     if spec.task == "binary":
         resolved = _binary(label, prediction, columns.get(SCORE), given, positive, spec, kind, issues)
     else:
@@ -230,7 +233,10 @@ def _given_positive(spec: RawSpec, kind: pa.DataType, issues: Issues) -> Label |
         return None
     coerced = coerce_class(spec.positive_class, kind)
     if coerced is None:
-        issues.add(spec.positive_class_field, f"positive_class {spec.positive_class!r} is not {_a(kind)} like the labels")
+        issues.add(
+            spec.positive_class_field,
+            f"positive_class {spec.positive_class!r} is not {_a(kind)} like the labels",
+        )
     return coerced
 
 
@@ -407,7 +413,7 @@ def _multiclass(
         sums = matrix.sum(axis=1)
         row = first_true(np.abs(sums - 1.0) > SUM_TOLERANCE)
         if row is not None:
-            issues.at(SCORES, f"scores sum to {sums[row]!r}, not 1 (tolerance {SUM_TOLERANCE})", row)
+            issues.at(SCORES, f"scores sum to {float(sums[row])!r}, not 1 (tolerance {SUM_TOLERANCE})", row)
             return None
     if prediction is None or prediction.null_count:
         if matrix is None:

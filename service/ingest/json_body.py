@@ -41,7 +41,8 @@ def load_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedBody(detail=f"body is not valid JSON: {exc}", issues=[FieldIssue("body", str(exc))]) from exc
+        message = f"body is not valid JSON: {exc}"
+        raise MalformedBody(detail=message, issues=[FieldIssue("body", message)]) from exc
 
 
 def decode_batch(body: bytes) -> tuple[pa.Table, RawSpec, Locator]:
@@ -60,7 +61,9 @@ def decode_batch(body: bytes) -> tuple[pa.Table, RawSpec, Locator]:
     issues.raise_if_any()
     assert spec is not None
     if forms == ["rows"]:
-        decoded = rows_to_table(doc["rows"], prefix="rows", scalars=ROW_SCALARS, nested=ROW_NESTED, issues=issues)
+        decoded = rows_to_table(
+            doc["rows"], prefix="rows", scalars=ROW_SCALARS, nested=ROW_NESTED, issues=issues
+        )
     else:
         decoded = columns_to_table(doc["columns"], prefix="columns", issues=issues)
     issues.raise_if_any()
@@ -120,18 +123,16 @@ def rows_to_table(
             else:
                 column = name
                 if name in RESERVED_COLUMNS or name.startswith(SCORE_PREFIX):
-                    row = next(i for i, row in enumerate(rows) if name in (row.get(key) or {}))
-                    issues.add(f"{prefix}[{row}].{key}.{name}", f"feature {name!r} uses a reserved column name", row)
+                    row = next(i for i, item in enumerate(rows) if name in (item.get(key) or {}))
+                    message = f"feature {name!r} uses a reserved column name"
+                    issues.add(f"{prefix}[{row}].{key}.{name}", message, row)
                     continue
                 features.append(name)
             lists[column] = values
     if issues:
         return None
     locator = RowsLocator(prefix=prefix, features=frozenset(features), score_keys=score_keys)
-    arrays = {
-        name: to_array(values, lambda row, name=name: locator.field(name, row), issues, labels=name in _LABEL_COLUMNS)
-        for name, values in lists.items()
-    }
+    arrays = {name: _column_array(values, name, locator, issues) for name, values in lists.items()}
     if issues:
         return None
     if not arrays:
@@ -160,16 +161,19 @@ def columns_to_table(columns: object, *, prefix: str, issues: Issues) -> tuple[p
     if issues:
         return None
     locator = Locator(prefix=prefix)
-    arrays = {
-        name: to_array(values, lambda row, name=name: locator.field(name, row), issues, labels=name in _LABEL_COLUMNS)
-        for name, values in columns.items()
-    }
+    arrays = {name: _column_array(values, name, locator, issues) for name, values in columns.items()}
     if issues:
         return None
     return pa.Table.from_pydict(arrays), locator
 
 
-def to_array(values: list[Any], field: Callable[[int], str], issues: Issues, *, labels: bool = False) -> pa.Array:
+def _column_array(values: list[Any], name: str, locator: Locator, issues: Issues) -> pa.Array:
+    return to_array(values, lambda row: locator.field(name, row), issues, labels=name in _LABEL_COLUMNS)
+
+
+def to_array(
+    values: list[Any], field: Callable[[int], str], issues: Issues, *, labels: bool = False
+) -> pa.Array:
     """One Arrow array from JSON values; a column mixing types is an issue at its first odd row.
 
     ``labels`` columns may mix booleans and integers: booleans are integers there.
@@ -186,7 +190,8 @@ def to_array(values: list[Any], field: Callable[[int], str], issues: Issues, *, 
     odd = next(((row, kind) for row, kind in kinds if kind != first_kind), None)
     if odd is not None:
         row, kind = odd
-        issues.add(field(row), f"a {kind} here, but a {first_kind} at row {first_row}; a column holds one type", row)
+        message = f"{_article(kind)} here, but {_article(first_kind)} at row {first_row}; one type per column"
+        issues.add(field(row), message, row)
     else:
         row = next((row for row, value in enumerate(values) if not _converts(value)), None)
         issues.add(field(row) if row is not None else field(0), f"cannot be stored: {error}", row)
@@ -199,6 +204,10 @@ def _converts(value: object) -> bool:
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return False
     return True
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 def _json_kind(value: object) -> str:
@@ -222,7 +231,7 @@ def _nested_columns(
 ) -> Mapping[str, list[Any]] | None:
     """``rows[i][key]`` objects as columns; a row without the key or a key missing from it is null."""
     objects = [row.get(key) for row in rows]
-    bad = next((i for i, value in enumerate(objects) if value is not None and not isinstance(value, dict)), None)
+    bad = next((i for i, value in enumerate(objects) if not isinstance(value, dict | None)), None)
     if bad is not None:
         issues.add(f"{prefix}[{bad}].{key}", f"{key} must be an object", bad)
         return None

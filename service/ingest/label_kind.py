@@ -14,7 +14,7 @@ names all name classes. They are brought to one Arrow type here:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -59,7 +59,7 @@ def normalize_labels(column: ArrowColumn, name: str, issues: Issues) -> pa.Array
         if row is not None:
             issues.at(
                 name,
-                f"{values[row]!r} is not an integer; classification labels are integers or strings",
+                f"{float(values[row])!r} is not an integer; classification labels are integers or strings",
                 row,
             )
             return None
@@ -106,11 +106,13 @@ def resolve_kind(
     if given:
         if spec.textual:
             return INT if all(_INT_TEXT.match(str(value).strip()) for value in given) else STR
-        typed = {STR if isinstance(value, str) else INT for value in given}
-        if len(typed) > 1:
-            issues.add(spec.classes_field, "classes and positive_class mix strings and integers")
-            return None
-        return typed.pop()
+        if all(isinstance(value, str) for value in given):
+            return STR
+        # An integer anywhere makes the others integers too, if they can be ("1" with 1).
+        if all(not isinstance(value, str) or _INT_TEXT.match(value.strip()) for value in given):
+            return INT
+        issues.add(spec.classes_field, "classes and positive_class mix strings and integers")
+        return None
     if score_names:
         return INT if all(_INT_NAME.match(name) for name in score_names) else STR
     return INT
@@ -149,14 +151,6 @@ def coerce_score_name(name: str, kind: pa.DataType) -> Label | None:
     if kind == INT:
         return int(name) if _INT_NAME.match(name) else None
     return name
-
-
-def kind_name(kind: pa.DataType) -> str:
-    return _kind_name(kind)
-
-
-def label_values(classes: Iterable[Label], kind: pa.DataType) -> pa.Array:
-    return pa.array(list(classes), type=kind)
 
 
 def _casts_to_int(array: pa.Array) -> bool:

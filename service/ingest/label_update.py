@@ -11,6 +11,7 @@ Semantics (decided here, relied on by the API):
   accepted (``"1"`` for an int-labelled batch), since a CSV cannot say otherwise.
 - A sample id appearing twice in the update is a 422 naming both rows; ids that match
   no row are returned in ``unmatched_sample_ids`` and are not an error.
+- An empty update (``{"labels": []}``) is a no-op: ``updated == 0``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from service.ingest.tabular import read_csv
 FORM_KEY = b"yardstick.form"
 UPDATE_KEYS = ("labels", "columns")
 UPDATE_COLUMNS = (SAMPLE_ID, LABEL)
+_FORMS = "labels (a list of objects) or columns (an object of arrays)"
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,16 @@ def parse_label_update(body: bytes, content_type: str) -> pa.Table:
             raise invalid("body", 'expected a JSON object: {"labels": [...]} or {"columns": {...}}')
         for key in doc:
             if key not in UPDATE_KEYS:
-                issues.add(key, "unknown field; send labels (a list of objects) or columns (an object of arrays)")
+                issues.add(key, f"unknown field; {_FORMS}")
         forms = [key for key in UPDATE_KEYS if doc.get(key) is not None]
         if len(forms) != 1:
-            issues.add("labels", "send exactly one of labels (a list of objects) or columns (an object of arrays)")
+            issues.add("labels", f"send exactly one form: {_FORMS}")
         issues.raise_if_any()
-        if forms == ["labels"]:
+        if doc.get("labels") == []:
+            # An empty update is a no-op, not an error.
+            empty = pa.table({SAMPLE_ID: pa.array([], STR), LABEL: pa.nulls(0)})
+            decoded = empty, RowsLocator(prefix="labels")
+        elif forms == ["labels"]:
             decoded = rows_to_table(
                 doc["labels"], prefix="labels", scalars=UPDATE_COLUMNS, required=UPDATE_COLUMNS, issues=issues
             )
@@ -78,18 +84,16 @@ def parse_label_update(body: bytes, content_type: str) -> pa.Table:
     assert decoded is not None
     table, locator = decoded
     issues.locator = locator
+    form = locator.prefix or "table"
     for name in UPDATE_COLUMNS:
         if name not in table.column_names:
             issues.at(name, f"{name} is required")
     for name in table.column_names:
         if name not in UPDATE_COLUMNS:
             issues.at(name, "unknown column; a label update has only sample_id and label")
-    if table.num_rows == 0:
-        issues.add(locator.batch, "the update has no labels")
     issues.raise_if_any()
     ids = _sample_ids(table.column(SAMPLE_ID), issues)
     issues.raise_if_any()
-    form = locator.prefix or "table"
     return pa.table({SAMPLE_ID: ids, LABEL: combined(table.column(LABEL))}).replace_schema_metadata(
         {FORM_KEY: form.encode()}
     )
@@ -112,7 +116,8 @@ def merge_labels(batch: CanonicalBatch, update: pa.Table) -> LabelMerge:
         duplicate = first_duplicate(ids)
         if duplicate is not None:
             first, second = duplicate
-            issues.at(SAMPLE_ID, f"duplicate sample_id {ids[second].as_py()!r}: rows {first} and {second}", second)
+            message = f"duplicate sample_id {ids[second].as_py()!r}: rows {first} and {second}"
+            issues.at(SAMPLE_ID, message, second)
     issues.raise_if_any()
     assert ids is not None and labels is not None
 

@@ -39,7 +39,7 @@ def finite_numbers(column: ArrowColumn, name: str, issues: Issues, *, nullable: 
     values = float_values(array)
     row = first_true(np.isinf(values) | (np.isnan(values) & ~_null_mask(array)))
     if row is not None:
-        issues.at(name, f"{values[row]!r} is not a finite number", row)
+        issues.at(name, f"{float(values[row])!r} is not a finite number", row)
         return None
     return array
 
@@ -52,7 +52,7 @@ def probabilities(column: ArrowColumn, name: str, issues: Issues) -> npt.NDArray
     values = float_values(array)
     row = first_true((values < 0.0) | (values > 1.0))
     if row is not None:
-        issues.at(name, f"{values[row]!r} is not a probability in [0, 1]", row)
+        issues.at(name, f"{float(values[row])!r} is not a probability in [0, 1]", row)
         return None
     return values
 

@@ -36,12 +36,14 @@ def load_canonical(table: pa.Table, spec: BatchSpec) -> CanonicalBatch:
     if spec.task == "binary" and SCORE in table.column_names:
         expected[SCORE] = F64
     if spec.task == "multiclass":
-        expected |= {score_column(cls): F64 for cls in spec.classes or [] if score_column(cls) in table.column_names}
+        present = [score_column(cls) for cls in spec.classes or [] if score_column(cls) in table.column_names]
+        expected |= dict.fromkeys(present, F64)
     for name, kind in expected.items():
         if name not in table.column_names:
             raise ValueError(f"stored batch has no {name} column")
-        field = table.schema.field(name)
-        if field.type != kind:
-            table = table.set_column(table.column_names.index(name), pa.field(name, kind), table.column(name).cast(kind))
-    features = [name for name in table.column_names if name not in RESERVED_COLUMNS and not name.startswith(SCORE_PREFIX)]
+        if table.schema.field(name).type != kind:
+            index = table.column_names.index(name)
+            table = table.set_column(index, pa.field(name, kind), table.column(name).cast(kind))
+    names = table.column_names
+    features = [name for name in names if name not in RESERVED_COLUMNS and not name.startswith(SCORE_PREFIX)]
     return CanonicalBatch(spec=spec, table=table.replace_schema_metadata(None), feature_columns=features)

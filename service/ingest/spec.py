@@ -43,7 +43,7 @@ def spec_from_params(params: Mapping[str, str]) -> RawSpec:
     name = _text(params.get("model"), "model", issues)
     version = _text(params.get("version"), "version", issues)
     task = _task(params.get("task"), "task", issues)
-    positive = params.get("positive_class") or None
+    positive = (params.get("positive_class") or "").strip() or None
     classes_text = params.get("classes") or ""
     classes: list[RawClass] | None = None
     if classes_text.strip():

@@ -39,6 +39,13 @@ class EvaluationData:
     rows: int
 
 
+def metric_columns(batch: BatchRecord) -> list[str]:
+    """The columns the metrics read: labels, predictions and scores (not ids or features)."""
+    return [
+        c["name"] for c in batch.columns if c["role"] in ("label", "prediction", "score")
+    ]
+
+
 def evaluation_data(table: pa.Table, batch: BatchRecord) -> EvaluationData:
     """Drop unlabeled rows and turn classification labels into codes in ``classes`` order."""
     labeled = table.filter(pc.is_valid(table.column(LABEL)))
@@ -91,7 +98,7 @@ def compute_metrics(
 def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> EvaluationResult:
     request = EvaluationCreate.model_validate(job.request)
     batch = store.meta.get_batch(request.batch_id)
-    table = store.files.read(batch.data_path)
+    table = store.files.read(batch.data_path, columns=metric_columns(batch))
     progress(0.05)
     data = evaluation_data(table, batch)
     findings: list[Finding] = []

@@ -321,9 +321,7 @@ def _check_weights(sample_weight: np.ndarray | None, n: int) -> np.ndarray | Non
     return w
 
 
-def _check_scores(
-    scores: np.ndarray, *, n: int, n_classes: int, binary: bool
-) -> np.ndarray:
+def _check_scores(scores: np.ndarray, *, n: int, n_classes: int, binary: bool) -> np.ndarray:
     # float64 throughout: sklearn would average float32 losses in float32 (~1e-7 off)
     s = np.asarray(scores, dtype=np.float64)
     expected = (n,) if binary else (n, n_classes)
@@ -434,6 +432,19 @@ class _ClassRates:
     def f1(self) -> np.ndarray:
         return _safe_div(2.0 * self.tp, self.true_sum + self.pred_sum)
 
+    def score(self, base: str) -> np.ndarray:
+        """Per-class ``precision``, ``recall`` or ``f1``; NaN on 0/0."""
+        return {"precision": self.precision, "recall": self.recall, "f1": self.f1}[base]()
+
+    def pooled(self) -> _ClassRates:
+        """All classes summed into one (micro averaging)."""
+        return _ClassRates(
+            tp=self.tp.sum(axis=-1, keepdims=True),
+            true_sum=self.true_sum.sum(axis=-1, keepdims=True),
+            pred_sum=self.pred_sum.sum(axis=-1, keepdims=True),
+            total=self.total,
+        )
+
 
 def _averaged(per_class: np.ndarray, rates: _ClassRates, average: str) -> np.ndarray:
     """sklearn's macro/weighted average with zero_division=0 (NaN classes count as 0)."""
@@ -493,17 +504,9 @@ def confusion_metric_values(
         elif base in ("precision", "recall", "f1"):
             if average == "micro":
                 # pool TP / FP / FN over classes, then the same ratio as for one class
-                pooled = _ClassRates(
-                    tp=r.tp.sum(axis=-1)[..., None],
-                    true_sum=r.true_sum.sum(axis=-1)[..., None],
-                    pred_sum=r.pred_sum.sum(axis=-1)[..., None],
-                    total=r.total,
-                )
-                out[name] = {"precision": pooled.precision, "recall": pooled.recall, "f1": pooled.f1}[
-                    base
-                ]()[..., 0]
+                out[name] = r.pooled().score(base)[..., 0]
                 continue
-            per_class = {"precision": r.precision, "recall": r.recall, "f1": r.f1}[base]()
+            per_class = r.score(base)
             if average in ("macro", "weighted"):
                 out[name] = _averaged(per_class, r, average)
             elif average == "":
@@ -548,20 +551,20 @@ class _Curve:
         return cls(order=desc if reorder else None, is_pos=is_pos[desc], ends=ends), desc
 
     def counts(self, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Cumulative (TP, FP) at each threshold, as sklearn's ``confusion_matrix_at_thresholds``."""
+        """Cumulative (TP, FP) at each threshold, as sklearn's ``confusion_matrix_at_thresholds``.
+
+        Always float64 (exact for counts below 2**53): numpy's integer dot
+        products do not use BLAS and are several times slower.
+        """
         if weights is None:
             tps = np.cumsum(self.is_pos)
-            if self.ends is None:
-                return tps, np.arange(1, tps.size + 1) - tps
-            tps = tps[self.ends]
-            return tps, self.ends + 1 - tps
-        w = weights if self.order is None else weights[self.order]
-        tps = np.cumsum(np.where(self.is_pos, w, 0))
-        if np.issubdtype(w.dtype, np.integer):
-            fps = np.cumsum(w) - tps  # exact in integers (bootstrap row counts)
-        else:
-            # a second cumulative sum, not total - tps, keeps fps exact near 0 (as sklearn)
-            fps = np.cumsum(np.where(self.is_pos, 0, w))
+            ends = np.arange(tps.size) if self.ends is None else self.ends
+            tps = tps if self.ends is None else tps[ends]
+            return tps.astype(np.float64), (ends + 1 - tps).astype(np.float64)
+        w = np.asarray(weights if self.order is None else weights[self.order], dtype=np.float64)
+        tps = np.cumsum(np.where(self.is_pos, w, 0.0))
+        # a second cumulative sum, not total - tps, keeps fps exact near 0 (as sklearn)
+        fps = np.cumsum(np.where(self.is_pos, 0.0, w))
         if self.ends is None:
             return tps, fps
         return tps[self.ends], fps[self.ends]
@@ -589,16 +592,13 @@ class _Curve:
         dtp = np.diff(tps, prepend=0)
         if "roc_auc" in want:
             dfp = np.diff(fps, prepend=0)
-            # (TP_k + TP_{k-1}) = 2 TP_k - dTP_k; exact integer arithmetic when counts are integers
+            # (TP_k + TP_{k-1}) = 2 TP_k - dTP_k
             area = 2 * np.dot(dfp, tps) - np.dot(dfp, dtp)
             out["roc_auc"] = float(area) / (2.0 * float(n_pos) * float(n_neg))
         if "average_precision" in want:
             predicted = tps + fps
-            if np.issubdtype(predicted.dtype, np.integer):
-                # where predicted == 0 also dTP == 0: any nonzero divisor gives the same sum
-                precision = tps / np.maximum(predicted, 1)
-            else:
-                precision = np.divide(tps, predicted, out=np.zeros(tps.shape), where=predicted != 0)
+            # nothing predicted yet (zero-weight rows on top) means dTP == 0 there too
+            precision = np.divide(tps, predicted, out=np.zeros(tps.shape), where=predicted != 0)
             out["average_precision"] = max(0.0, float(np.dot(dtp, precision)) / float(n_pos))
         return out
 
@@ -648,18 +648,16 @@ class ScoreStatistics:
     ) -> None:
         self.names = [n for n in names if METRICS[n].source == "scores"]
         want = set(self.names)
-        self.n_rows = int(y_true.size)
-        self.n_classes = n_classes
+        self._binary = positive is not None
         self.curves: list[_Curve] = []
         self.row_order: np.ndarray | None = None
-        self._y = y_true
         if positive is not None:
             is_pos = y_true == positive
             if want & {"roc_auc", "average_precision"}:
                 curve, desc = _Curve.of(is_pos, scores, reorder=False)
                 self.curves = [curve]
                 self.row_order = np.ascontiguousarray(desc)
-                is_pos, scores, self._y = curve.is_pos, scores[desc], y_true[desc]
+                is_pos, scores = curve.is_pos, scores[desc]
             p_true = np.where(is_pos, scores, 1 - scores)
             brier_rows = (is_pos - scores) ** 2 if "brier_score" in want else None
             scale = 1.0
@@ -698,7 +696,7 @@ class ScoreStatistics:
         want = set(self.names)
         ranked = want & {"roc_auc", "average_precision"}
         if ranked:
-            if self.n_classes == 2 and len(self.curves) == 1:
+            if self._binary:
                 out.update(self.curves[0].roc_auc_and_ap(weights, ranked))
             else:
                 per_class = [c.roc_auc_and_ap(weights, ranked) for c in self.curves]
@@ -728,9 +726,10 @@ class ScoreStatistics:
 class RegressionStatistics:
     """Per-row errors for the regression metrics, evaluated under any row weighting.
 
-    Rows are stored by increasing absolute error when ``median_ae`` is wanted, so a
-    weighted median is one cumulative sum (``row_order`` then says how to permute
-    weights, as in :class:`ScoreStatistics`).
+    With ``presort`` (the bootstrap) and ``median_ae`` wanted, rows are stored by
+    increasing absolute error so that each weighted median is one cumulative sum
+    (``row_order`` then says how to permute weights, as in :class:`ScoreStatistics`).
+    Without it a single evaluation takes ``np.median`` (a partition, no sort).
 
     Notes
     -----
@@ -743,13 +742,16 @@ class RegressionStatistics:
         max_error = max |e| over rows with w > 0
     """
 
-    def __init__(self, y_true: np.ndarray, y_pred: np.ndarray, *, names: Iterable[str]) -> None:
+    def __init__(
+        self, y_true: np.ndarray, y_pred: np.ndarray, *, names: Iterable[str], presort: bool = True
+    ) -> None:
         self.names = [n for n in names if METRICS[n].source == "values"]
         y = np.asarray(y_true, dtype=np.float64)
         abs_err = np.abs(np.asarray(y_pred, dtype=np.float64) - y)
         self.row_order: np.ndarray | None = None
-        if "median_ae" in self.names:
-            self.row_order = np.argsort(abs_err, kind="stable")
+        if presort and "median_ae" in self.names:
+            # ties in |e| have equal values, so an unstable sort gives the same medians
+            self.row_order = np.argsort(abs_err)
             y, abs_err = y[self.row_order], abs_err[self.row_order]
         self.n_rows = int(y.size)
         self._y = y
@@ -765,8 +767,13 @@ class RegressionStatistics:
     def _median(self, weights: np.ndarray | None) -> float:
         a = self._abs
         if weights is None:
+            if self.row_order is None:
+                return float(np.median(a))
             m = a.size // 2
             return float(a[m]) if a.size % 2 else float((a[m - 1] + a[m]) / 2)
+        if self.row_order is None:
+            order = np.argsort(a)
+            a, weights = a[order], weights[order]
         # sklearn _weighted_percentile(average=True) on rows sorted by |e|: take the
         # first row whose cumulative weight reaches W/2; average it with the next
         # row of positive weight when the CDF hits W/2 exactly.
@@ -796,9 +803,9 @@ class RegressionStatistics:
             elif name == "median_ae":
                 out[name] = self._median(weights)
             elif name == "max_error":
-                out[name] = float(self._abs.max(where=positive_rows, initial=0.0)) if (
-                    positive_rows is not None
-                ) else float(self._abs.max())
+                # sklearn's max_error takes no weights: rows of weight 0 count as absent
+                kept = True if positive_rows is None else positive_rows
+                out[name] = float(self._abs.max(where=kept, initial=0.0))
             elif name == "r2":
                 out[name] = self._r2(weights, positive_rows)
         return out
@@ -831,7 +838,7 @@ def _plural(items: Sequence[str], one: str, many: str) -> str:
     return one if len(items) == 1 else many
 
 
-def _to_float(value: float | np.floating) -> float | None:
+def _to_float(value: float) -> float | None:
     v = float(value)
     return None if np.isnan(v) else v
 
@@ -1113,8 +1120,8 @@ def regression_metrics(
     names = list(metrics) if metrics is not None else default_metrics("regression", has_scores=False)
     validate_metric_names("regression", names, has_scores=False)
 
-    stats = RegressionStatistics(yt, yp, names=names)
-    values = stats.values(w if w is None or stats.row_order is None else w[stats.row_order])
+    stats = RegressionStatistics(yt, yp, names=names, presort=False)
+    values = stats.values(w)
     undefined: dict[str, str] = {}
     notes: dict[str, str] = {}
     for name, value in values.items():

@@ -37,7 +37,8 @@ async def evaluate(
 async def test_binary_metrics_equal_sklearn(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
     cols = binary_columns(500, seed=3)
     batch = (await client.post("/v1/batches", json=batch_body(cols))).json()
-    result = await evaluate(client, run_jobs, {"batch_id": batch["id"]})
+    default = await evaluate(client, run_jobs, {"batch_id": batch["id"]})
+    assert "f1_macro" not in default["metrics"] and "roc_auc" in default["metrics"]
     y, p = np.array(cols["label"]), np.array(cols["score"])
     pred = (p >= 0.5).astype(int)
     expected = {
@@ -53,6 +54,8 @@ async def test_binary_metrics_equal_sklearn(client: httpx.AsyncClient, run_jobs:
         "brier_score": skm.brier_score_loss(y, p),
         "mcc": skm.matthews_corrcoef(y, pred),
     }
+    result = await evaluate(client, run_jobs, {"batch_id": batch["id"], "metrics": list(expected)})
+    assert list(result["metrics"]) == list(expected)
     for name, value in expected.items():
         assert result["metrics"][name] == pytest.approx(value, abs=1e-9, rel=1e-9), name
     assert result["confusion_matrix"]["matrix"] == skm.confusion_matrix(y, pred).tolist()

@@ -18,7 +18,7 @@ import pytest
 
 from service.errors import InvalidInput
 from service.ingest import ingest_body, load_canonical
-from service.ingest.canonical import RESERVED_COLUMNS, SCORE_PREFIX, BatchSpec
+from service.ingest.canonical import RESERVED_COLUMNS, SCORE_PREFIX, BatchSpec, CanonicalBatch
 
 MODEL = {"name": "fraud-gbm", "version": "7"}
 FORMATS = ("json-rows", "json-columns", "csv", "parquet", "arrow-stream", "arrow-file")
@@ -85,7 +85,9 @@ def encode(
     return out.getvalue().to_pybytes(), "application/vnd.apache.arrow.file", params
 
 
-def ingest(fmt: str, columns: Mapping[str, list[Any]] | pa.Table, task: str, **spec: Any) -> Any:
+def ingest(
+    fmt: str, columns: Mapping[str, list[Any]] | pa.Table, task: str, **spec: Any
+) -> CanonicalBatch:
     body, content_type, params = encode(fmt, columns, task, **spec)
     return ingest_body(body, content_type, params)
 
@@ -365,3 +367,39 @@ def test_canonical_columns_are_reserved_then_features() -> None:
     reserved = [name for name in batch.table.column_names if name in RESERVED_COLUMNS]
     assert batch.table.column_names[: len(reserved)] == reserved
     assert not math.isnan(batch.table.column("score").to_pylist()[0])
+
+
+# --- decoder details -----------------------------------------------------------------------------
+
+def test_csv_quoted_cells_may_hold_newlines_and_only_empty_cells_are_null() -> None:
+    body = b'sample_id,prediction,note,country\na,0,"line one\nline two",NA\nb,1,,NA\n'
+    batch = ingest_body(body, "text/csv", {"model": "m", "version": "1", "task": "binary"})
+    assert batch.table.column("note").to_pylist() == ["line one\nline two", None]
+    assert batch.table.column("country").to_pylist() == ["NA", "NA"]
+
+
+def test_parquet_categoricals_and_large_strings_become_canonical_types() -> None:
+    table = pa.table(
+        {
+            "sample_id": pa.array(["a", "b"], pa.large_string()),
+            "label": pa.array(["x", "y"]).dictionary_encode(),
+            "prediction": pa.array(["x", "x"], pa.large_string()),
+            "segment": pa.array(["s", "t"]).dictionary_encode(),
+        }
+    )
+    batch = ingest("parquet", table, "binary", positive_class="y")
+    assert batch.table.schema.types[:3] == [pa.string()] * 3
+    # features keep their Arrow type
+    assert pa.types.is_dictionary(batch.table.schema.field("segment").type)
+
+
+def test_arrow_stream_with_several_record_batches() -> None:
+    schema = pa.schema([("sample_id", pa.string()), ("prediction", pa.int64()), ("score", pa.float64())])
+    out = pa.BufferOutputStream()
+    with pa.ipc.new_stream(out, schema) as writer:
+        writer.write_batch(pa.record_batch([["a", "b"], [0, 1], [0.1, 0.9]], schema=schema))
+        writer.write_batch(pa.record_batch([["c"], [1], [0.7]], schema=schema))
+    params = {"model": "m", "version": "1", "task": "binary"}
+    batch = ingest_body(out.getvalue().to_pybytes(), "application/vnd.apache.arrow.stream", params)
+    assert batch.table.column("sample_id").to_pylist() == ["a", "b", "c"]
+    assert batch.table.column("score").to_pylist() == [0.1, 0.9, 0.7]

@@ -112,7 +112,9 @@ def _prf(fn: Callable[..., float], average: str | None) -> Callable[[Case], floa
     def ref(c: Case) -> float:
         if average is None:  # binary: the positive class, NaN on zero division
             return _quiet(
-                lambda: fn(c.y_true, c.y_pred, pos_label=c.positive, zero_division=np.nan, sample_weight=c.weight)
+                lambda: fn(
+                    c.y_true, c.y_pred, pos_label=c.positive, zero_division=np.nan, sample_weight=c.weight
+                )
             )
         return _quiet(
             lambda: fn(
@@ -143,9 +145,12 @@ def _average_precision(c: Case) -> float:
     if _present(c).size < 2:
         return math.nan
     if c.positive is not None:
-        return _quiet(lambda: skm.average_precision_score(c.y_true == c.positive, c.scores, sample_weight=c.weight))
+        is_pos = c.y_true == c.positive
+        return _quiet(lambda: skm.average_precision_score(is_pos, c.scores, sample_weight=c.weight))
     onehot = label_binarize(c.y_true, classes=range(c.n_classes))
-    return _quiet(lambda: skm.average_precision_score(onehot, c.scores, average="macro", sample_weight=c.weight))
+    return _quiet(
+        lambda: skm.average_precision_score(onehot, c.scores, average="macro", sample_weight=c.weight)
+    )
 
 
 def _log_loss(c: Case) -> float:
@@ -197,8 +202,17 @@ REFERENCES: dict[str, Callable[[Case], float]] = {
     "max_error": _max_error,
     **{
         base + suffix: _prf(fn, average)
-        for base, fn in (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score))
-        for suffix, average in (("", None), ("_macro", "macro"), ("_micro", "micro"), ("_weighted", "weighted"))
+        for base, fn in (
+            ("precision", skm.precision_score),
+            ("recall", skm.recall_score),
+            ("f1", skm.f1_score),
+        )
+        for suffix, average in (
+            ("", None),
+            ("_macro", "macro"),
+            ("_micro", "micro"),
+            ("_weighted", "weighted"),
+        )
     },
 }
 
@@ -307,8 +321,10 @@ def _assert_matches(c: Case, report: MetricsReport, ref_case: Case | None = None
             assert got is None, f"{c.name}: {name} = {got}, sklearn says undefined"
             assert report.undefined.get(name), f"{c.name}: {name} is None without a reason"
         else:
-            assert got is not None, f"{c.name}: {name} is None ({report.undefined.get(name)}), sklearn {expected}"
-            assert math.isclose(got, expected, rel_tol=TOL, abs_tol=TOL), f"{c.name}: {name} {got} != {expected}"
+            why = report.undefined.get(name)
+            assert got is not None, f"{c.name}: {name} is None ({why}), sklearn {expected}"
+            close = math.isclose(got, expected, rel_tol=TOL, abs_tol=TOL)
+            assert close, f"{c.name}: {name} {got} != {expected}"
             assert name not in report.undefined
 
 
@@ -374,7 +390,10 @@ def test_invariant_to_row_order(case: Case) -> None:
     assert a.undefined == b.undefined and a.notes == b.notes
     for name, value in a.metrics.items():
         other = b.metrics[name]
-        assert (value is None and other is None) or math.isclose(value, other, rel_tol=1e-12, abs_tol=1e-12)  # type: ignore[arg-type]
+        if value is None or other is None:
+            assert value is None and other is None, name
+        else:
+            assert math.isclose(value, other, rel_tol=1e-12, abs_tol=1e-12), name
 
 
 def test_float32_scores_are_computed_in_float64() -> None:
@@ -396,11 +415,14 @@ def test_string_labels_via_np_unique() -> None:
     report = classification_metrics(
         y_true, y_pred, n_classes=3, class_names=list(names), positive=None, scores=probas
     )
-    assert report.metrics["f1_macro"] == pytest.approx(skm.f1_score(y_true_str, y_pred_str, average="macro"), rel=TOL)
+    f1_macro = skm.f1_score(y_true_str, y_pred_str, average="macro")
+    assert report.metrics["f1_macro"] == pytest.approx(f1_macro, rel=TOL)
     assert report.metrics["mcc"] == pytest.approx(skm.matthews_corrcoef(y_true_str, y_pred_str), rel=TOL)
-    assert report.metrics["log_loss"] == pytest.approx(skm.log_loss(y_true_str, probas, labels=classes), rel=TOL)
+    log_loss = skm.log_loss(y_true_str, probas, labels=classes)
+    assert report.metrics["log_loss"] == pytest.approx(log_loss, rel=TOL)
     assert report.confusion_matrix is not None
-    assert report.confusion_matrix.matrix == skm.confusion_matrix(y_true_str, y_pred_str, labels=classes).tolist()
+    expected_cm = skm.confusion_matrix(y_true_str, y_pred_str, labels=classes)
+    assert report.confusion_matrix.matrix == expected_cm.tolist()
     # binary with string labels: positive is "yes"
     yes_no = np.array(["no", "yes"])
     score = rng.random(100)
@@ -483,7 +505,8 @@ def test_no_rows_gives_all_undefined(task: str) -> None:
         k, positive = (2, 1) if task == "binary" else (3, None)
         scores = np.empty((0,)) if task == "binary" else np.empty((0, 3))
         report = classification_metrics(
-            empty, empty, n_classes=k, class_names=[str(i) for i in range(k)], positive=positive, scores=scores
+            empty, empty, n_classes=k, class_names=[str(i) for i in range(k)], positive=positive,
+            scores=scores,
         )
     assert report.metrics and all(v is None for v in report.metrics.values())
     assert set(report.undefined) >= set(report.metrics)
@@ -530,7 +553,9 @@ def test_default_metrics_are_valid(task: str, has_scores: bool) -> None:
         ("binary", ["f1", "f1"], False, "listed twice"),
     ],
 )
-def test_validate_metric_names_is_actionable(task: str, names: list[str], has_scores: bool, fragment: str) -> None:
+def test_validate_metric_names_is_actionable(
+    task: str, names: list[str], has_scores: bool, fragment: str
+) -> None:
     with pytest.raises(ValueError, match="Valid metrics for") as info:
         validate_metric_names(task, names, has_scores=has_scores)
     assert fragment in str(info.value)

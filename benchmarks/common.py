@@ -1,0 +1,103 @@
+"""Shared pieces of the benchmarks: data generation, a real server, timing, tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+
+SLICE_CARDINALITIES = (2, 3, 5, 10, 20, 50)
+
+
+def binary_batch(n: int, *, seed: int = 0) -> pa.Table:
+    """``n`` binary rows with an informative score and 6 categorical slice columns."""
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 2, n)
+    score = np.clip(0.3 * label + 0.7 * rng.random(n), 0.0, 1.0)
+    columns: dict[str, object] = {
+        "sample_id": pa.array(np.char.add("s", np.arange(n).astype(str))),
+        "label": label,
+        "score": score,
+    }
+    for k, card in enumerate(SLICE_CARDINALITIES):
+        values = np.array([f"c{k}_{v}" for v in range(card)])
+        columns[f"slice_{k}"] = values[rng.integers(0, card, n)]
+    return pa.table(columns)
+
+
+def median_time(fn: Callable[[], object], *, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM (peak resident set) of ``pid`` and, separately, its children are read by the caller."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        out += [int(p) for p in (task / "children").read_text().split()]
+    return out
+
+
+class BenchServer:
+    """``yardstick serve`` on a free loopback port with a temporary data dir."""
+
+    def __init__(self, *, workers: int = 2) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="yardstick-bench-")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = os.environ | {"YARDSTICK_DATA_DIR": self.tmp.name, "YARDSTICK_WORKERS": str(workers)}
+        env.pop("YARDSTICK_API_KEYS", None)
+        script = Path(sys.executable).parent / "yardstick"
+        self.proc = subprocess.Popen(
+            [str(script), "serve", "--port", str(self.port), "--log-level", "warning"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+        self.tmp.cleanup()
+
+
+def ratio_table(rows: list[tuple[str, float, str, float | None]]) -> str:
+    """Markdown table: step, ours, reference, ratio."""
+    lines = ["| step | ours (s) | reference | reference (s) | ratio |", "|---|---:|---|---:|---:|"]
+    for step, ours, ref_name, ref in rows:
+        ratio = f"{ours / ref:.2f}x" if ref else "-"
+        ref_s = f"{ref:.3f}" if ref is not None else "-"
+        lines.append(f"| {step} | {ours:.3f} | {ref_name} | {ref_s} | {ratio} |")
+    return "\n".join(lines)
