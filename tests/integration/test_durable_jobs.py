@@ -116,3 +116,37 @@ def test_scale_out_api_without_workers_and_a_separate_worker(servers: Callable[.
     assert worker.proc is not None
     worker.proc.send_signal(signal.SIGTERM)
     assert worker.proc.wait(20) == 0
+
+
+def test_demo_shows_the_whole_flow(servers: Callable[..., Server]) -> None:
+    import subprocess
+
+    from tests.integration.conftest import yardstick_command
+
+    server = servers(workers=1).start()
+    done = subprocess.run(
+        [*yardstick_command(), "demo", "--url", server.url, "--rows", "3000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "3000 rows posted" in out and "succeeded" in out
+    assert "roc_auc" in out and "95% interval" in out
+    assert "gates:" in out
+
+
+def test_demo_explains_when_no_service_answers() -> None:
+    import subprocess
+
+    from tests.integration.conftest import free_port, yardstick_command
+
+    done = subprocess.run(
+        [*yardstick_command(), "demo", "--url", f"http://127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "yardstick serve" in done.stderr
