@@ -23,7 +23,15 @@ import pyarrow.parquet as pq
 from sklearn import metrics as skm
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from common import BenchServer, binary_batch, children, median_time, peak_rss_bytes, ratio_table  # noqa: E402
+from common import (  # noqa: E402
+    BenchServer,
+    binary_batch,
+    children,
+    median_time,
+    peak_rss_bytes,
+    ratio_table,
+    rss_bytes,
+)
 
 METRICS = [
     "accuracy", "balanced_accuracy", "precision", "recall", "f1",
@@ -80,10 +88,27 @@ def main() -> None:
         }
     )
 
+    parquet_headers = {"content-type": "application/vnd.apache.parquet"}
+    json_headers = {"content-type": "application/json"}
+
+    # Memory per ingest format: a fresh server each, peak RSS after one upload minus its idle RSS.
+    memory: list[tuple[str, int, int]] = []
+    for fmt, content, params, headers in [
+        ("Parquet", parquet_body, PARAMS, parquet_headers),
+        ("JSON columns", json_body, {}, json_headers),
+    ]:
+        fresh = BenchServer(workers=0)
+        try:
+            idle = rss_bytes(fresh.proc.pid)
+            with httpx.Client(base_url=fresh.url, timeout=300) as client:
+                client.post("/v1/batches", content=content, params=params, headers=headers).raise_for_status()
+            memory.append((fmt, idle, peak_rss_bytes(fresh.proc.pid)))
+        finally:
+            fresh.stop()
+
     server = BenchServer(workers=2)
     try:
         with httpx.Client(base_url=server.url, timeout=300) as client:
-            parquet_headers = {"content-type": "application/vnd.apache.parquet"}
 
             def post_parquet() -> str:
                 r = client.post("/v1/batches", content=parquet_body, params=PARAMS, headers=parquet_headers)
@@ -91,12 +116,14 @@ def main() -> None:
                 return str(r.json()["id"])
 
             def post_json() -> None:
-                r = client.post("/v1/batches", content=json_body, headers={"content-type": "application/json"})
+                r = client.post("/v1/batches", content=json_body, headers=json_headers)
                 r.raise_for_status()
 
             t_parquet = median_time(post_parquet, repeat=args.repeat)
             t_json = median_time(post_json, repeat=args.repeat)
             batch_id = post_parquet()
+            workers = children(server.proc.pid)
+            worker_idle = max(rss_bytes(p) for p in workers)
             run_job(client, batch_id)  # warm the worker (first job imports scikit-learn paths)
 
             latencies: list[float] = []
@@ -120,9 +147,7 @@ def main() -> None:
         t_sklearn = median_time(lambda: sklearn_metrics(label, score), repeat=args.repeat)
         expected = sklearn_metrics(label, score)
         worst = max(abs(result["metrics"][k] - v) for k, v in expected.items())  # type: ignore[index]
-
-        peak_server = peak_rss_bytes(server.proc.pid)
-        peak_workers = max((peak_rss_bytes(p) for p in children(server.proc.pid)), default=0)
+        worker_peak = max(peak_rss_bytes(p) for p in workers)
     finally:
         server.stop()
 
@@ -138,9 +163,15 @@ def main() -> None:
         )
     )
     print()
-    print("| memory | MiB | x batch size |\n|---|---:|---:|")
-    print(f"| peak API server RSS | {peak_server / 2**20:.0f} | {peak_server / batch_bytes:.2f} |")
-    print(f"| peak worker process RSS | {peak_workers / 2**20:.0f} | {peak_workers / batch_bytes:.2f} |")
+    print("| process, work | idle RSS MiB | peak RSS MiB | peak x batch | (peak - idle) x batch |")
+    print("|---|---:|---:|---:|---:|")
+    rows = [(f"API server, one {fmt} upload", idle, peak) for fmt, idle, peak in memory]
+    rows.append(("worker process, metrics jobs", worker_idle, worker_peak))
+    for what, idle, peak in rows:
+        print(
+            f"| {what} | {idle / 2**20:.0f} | {peak / 2**20:.0f} | {peak / batch_bytes:.2f} "
+            f"| {(peak - idle) / batch_bytes:.2f} |"
+        )
     lat = sorted(latencies)
     print(
         f"\n/healthz during the metrics jobs: {len(lat)} probes, median {statistics.median(lat) * 1e3:.1f} ms, "

@@ -45,12 +45,20 @@ def median_time(fn: Callable[[], object], *, repeat: int = 3) -> float:
     return statistics.median(times)
 
 
-def peak_rss_bytes(pid: int) -> int:
-    """VmHWM (peak resident set) of ``pid`` and, separately, its children are read by the caller."""
+def _status_field(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM: the peak resident set of ``pid`` so far."""
+    return _status_field(pid, "VmHWM")
+
+
+def rss_bytes(pid: int) -> int:
+    return _status_field(pid, "VmRSS")
 
 
 def children(pid: int) -> list[int]:

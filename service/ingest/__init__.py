@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-def ingest_body(body: bytes, content_type: str, params: Mapping[str, str]) -> CanonicalBatch:
+def ingest_body(body: bytes | bytearray, content_type: str, params: Mapping[str, str]) -> CanonicalBatch:
     """Decode and validate a batch body into a :class:`CanonicalBatch`.
 
     ``content_type`` is the request's Content-Type (parameters such as ``charset``

@@ -46,7 +46,7 @@ class LabelMerge:
     unmatched_sample_ids: list[str]
 
 
-def parse_label_update(body: bytes, content_type: str) -> pa.Table:
+def parse_label_update(body: bytes | bytearray, content_type: str) -> pa.Table:
     """Decode a label update into a table ``(sample_id: string, label: as sent)``.
 
     JSON ``{"labels": [{"sample_id": ..., "label": ...}]}`` or
