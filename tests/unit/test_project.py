@@ -37,3 +37,14 @@ def test_serve_refuses_public_bind_without_keys(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("YARDSTICK_API_KEYS", raising=False)
     assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "--insecure" in capsys.readouterr().err
+
+
+def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+) AS (\w+)", text, re.M)
+    assert len(stages) >= 2 and all("slim" in image for image, _ in stages)
+    runtime = text.split("AS runtime", 1)[1]
+    assert re.search(r"^USER (?!root)\w+", runtime, re.M)
+    assert "HEALTHCHECK" in runtime and "/healthz" in runtime
+    assert '"yardstick", "serve", "--host", "0.0.0.0"' in runtime
+    assert "[test]" not in runtime and "pytest" not in runtime
