@@ -6,11 +6,12 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from schemas.baselines import BaselinesRequest
 from schemas.common import WireModel
 
 # Sections of DESIGN.md whose workers are not in this version yet. They are accepted by the
 # schema (so a client sees one clear message rather than "extra field") and refused in the API.
-PLANNED_SECTIONS = ("baselines", "calibration", "confidence", "slices", "robustness", "callback_url")
+PLANNED_SECTIONS = ("calibration", "confidence", "slices", "robustness", "callback_url")
 
 
 class Bootstrap(WireModel):
@@ -45,7 +46,7 @@ class EvaluationCreate(WireModel):
     )
     bootstrap: Bootstrap | None = None
     gates: list[Gate] | None = None
-    baselines: dict[str, Any] | None = None
+    baselines: BaselinesRequest | None = None
     calibration: dict[str, Any] | None = None
     confidence: dict[str, Any] | None = None
     slices: dict[str, Any] | None = None

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from schemas.baselines import BaselineResult
 from schemas.batches import Task
 from schemas.common import ModelRef, WireModel
 from schemas.metrics import ClassMetrics, ConfusionMatrix, Interval
@@ -49,6 +50,6 @@ class EvaluationResult(WireModel):
     intervals: dict[str, Interval] = Field(default_factory=dict)
     per_class: dict[str, ClassMetrics] | None = None
     confusion_matrix: ConfusionMatrix | None = None
-    baselines: list[dict[str, Any]] = Field(default_factory=list)
+    baselines: list[BaselineResult] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
     gates: GateReport = Field(default_factory=lambda: GateReport(passed=True))

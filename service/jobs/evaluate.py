@@ -19,12 +19,15 @@ from schemas.evaluations import EvaluationCreate
 from schemas.metrics import MetricsReport
 from schemas.results import EvaluationResult, Finding
 from service.errors import InvalidInput
-from service.ingest.canonical import LABEL, PREDICTION, SCORE, score_column
+from service.expressions import parse
+from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, SCORE, score_column
+from service.jobs.baselines import LabeledRows, run_baselines
 from service.jobs.gates import check_gates
 from service.store import Store
 from service.store.records import BatchRecord, JobRecord
 from service.workers import bootstrap as bootstrap_worker
 from service.workers import metrics as metrics_worker
+from service.workers.baselines import Side
 
 Progress = Callable[[float], None]
 
@@ -46,6 +49,23 @@ def metric_columns(batch: BatchRecord) -> list[str]:
     ]
 
 
+def baseline_columns(request: EvaluationCreate) -> list[str]:
+    """Extra columns the baseline panel reads: sample ids for joins, and the rules' columns."""
+    if request.baselines is None:
+        return []
+    names = {SAMPLE_ID}
+    for heuristic in request.baselines.heuristics:
+        for rule in heuristic.rules:
+            names |= parse(rule.when).columns()
+    return sorted(names)
+
+
+def labeled_rows(table: pa.Table, data: EvaluationData) -> LabeledRows:
+    labeled = table.filter(pc.is_valid(table.column(LABEL)))
+    side = Side(y_true=data.y_true, y_pred=data.y_pred, scores=data.scores)
+    return LabeledRows(sample_id=labeled.column(SAMPLE_ID).combine_chunks(), side=side, table=labeled)
+
+
 def evaluation_data(table: pa.Table, batch: BatchRecord) -> EvaluationData:
     """Drop unlabeled rows and turn classification labels into codes in ``classes`` order."""
     labeled = table.filter(pc.is_valid(table.column(LABEL)))
@@ -57,24 +77,33 @@ def evaluation_data(table: pa.Table, batch: BatchRecord) -> EvaluationData:
             rows=table.num_rows,
         )
     classes = pa.array(batch.classes)
-    y_true = _codes(labeled.column(LABEL), classes)
-    y_pred = _codes(labeled.column(PREDICTION), classes)
-    scores: np.ndarray | None = None
-    if batch.task == "binary" and SCORE in labeled.column_names:
-        scores = labeled.column(SCORE).to_numpy().astype(np.float64, copy=False)
-    elif batch.task == "multiclass":
+    return EvaluationData(
+        y_true=class_codes(labeled.column(LABEL), classes),
+        y_pred=class_codes(labeled.column(PREDICTION), classes),
+        scores=score_matrix(labeled, batch),
+        rows=table.num_rows,
+    )
+
+
+def score_matrix(table: pa.Table, batch: BatchRecord) -> np.ndarray | None:
+    """Binary: the positive-class probabilities; multiclass: (n, K) in ``classes`` order; else None."""
+    if batch.task == "binary" and SCORE in table.column_names:
+        return table.column(SCORE).to_numpy().astype(np.float64, copy=False)
+    if batch.task == "multiclass":
         names = [score_column(c) for c in batch.classes or []]
-        if names and all(n in labeled.column_names for n in names):
-            scores = np.column_stack([labeled.column(n).to_numpy() for n in names]).astype(np.float64)
-    return EvaluationData(y_true=y_true, y_pred=y_pred, scores=scores, rows=table.num_rows)
+        if names and all(n in table.column_names for n in names):
+            return np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float64)
+    return None
 
 
-def _codes(column: pa.ChunkedArray, classes: pa.Array) -> np.ndarray:
+def class_codes(column: pa.ChunkedArray, classes: pa.Array, *, allow_null: bool = False) -> np.ndarray:
+    """Class codes in ``classes`` order; with ``allow_null``, missing values become -1."""
     codes = pc.index_in(column, value_set=classes.cast(column.type))
-    if codes.null_count:
+    missing = codes.null_count - (column.null_count if allow_null else 0)
+    if missing:
         # Ingest guarantees every value is a class; this guards against a corrupted file.
         raise InvalidInput("the stored batch has a label or prediction outside its classes")
-    return codes.to_numpy().astype(np.intp, copy=False)
+    return pc.fill_null(codes, -1).to_numpy().astype(np.intp, copy=False)
 
 
 def compute_metrics(
@@ -98,7 +127,7 @@ def compute_metrics(
 def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> EvaluationResult:
     request = EvaluationCreate.model_validate(job.request)
     batch = store.meta.get_batch(request.batch_id)
-    table = store.files.read(batch.data_path, columns=metric_columns(batch))
+    table = store.files.read(batch.data_path, columns=list(dict.fromkeys(metric_columns(batch) + baseline_columns(request))))
     progress(0.05)
     data = evaluation_data(table, batch)
     findings: list[Finding] = []
@@ -117,6 +146,14 @@ def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> Evalu
     progress(0.2)
     if request.bootstrap is not None and data.y_true.size > 0:
         report.intervals = _bootstrap(data, batch, request, report, progress)
+    progress(0.6)
+    baseline_results = []
+    if request.baselines is not None and data.y_true.size > 0:
+        rows = labeled_rows(table, data)
+        baseline_results, baseline_findings = run_baselines(
+            store, batch, request, rows, list(report.metrics), progress=lambda f: progress(0.6 + 0.35 * f)
+        )
+        findings += baseline_findings
     progress(0.95)
     if 0 < batch.labeled_rows < batch.rows:
         findings.append(
@@ -145,6 +182,7 @@ def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> Evalu
         intervals=report.intervals,
         per_class=report.per_class,
         confusion_matrix=report.confusion_matrix,
+        baselines=baseline_results,
         findings=findings,
         gates=gates,
     )

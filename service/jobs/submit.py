@@ -3,9 +3,14 @@ so a job that gets its 202 fails later only for reasons the request could not sh
 
 from __future__ import annotations
 
+import re
+
+import pyarrow as pa
+
 from schemas.evaluations import PLANNED_SECTIONS, EvaluationCreate
 from service.errors import FieldIssue, InvalidInput, NotFound
-from service.ingest.canonical import SCORE, SCORE_PREFIX
+from service.expressions import ExpressionError, check_columns, parse
+from service.ingest.canonical import SCORE, SCORE_PREFIX, Label
 from service.settings import Settings
 from service.store import JobRecord, Store, new_id
 from service.store.records import BatchRecord
@@ -44,6 +49,79 @@ def validate_request(request: EvaluationCreate, batch: BatchRecord) -> None:
         raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
 
 
+def validate_baselines(store: Store, request: EvaluationCreate, batch: BatchRecord) -> None:
+    """Rules must parse and name real columns; baseline batches must exist and fit the task."""
+    panel = request.baselines
+    if panel is None:
+        return
+    issues: list[FieldIssue] = []
+    if batch.task == "regression":
+        for flag in ("random_uniform", "random_prior"):
+            if getattr(panel, flag):
+                issues.append(
+                    FieldIssue(
+                        f"baselines.{flag}",
+                        "random baselines are for classification; for regression use zero_rule "
+                        "(it reports both the mean and the median predictor)",
+                    )
+                )
+    schema = pa.schema([pa.field(c["name"], _arrow_type(c["type"])) for c in batch.columns])
+    for i, heuristic in enumerate(panel.heuristics):
+        where = f"baselines.heuristics[{i}]"
+        for j, rule in enumerate(heuristic.rules):
+            try:
+                check_columns(parse(rule.when), schema)
+            except ExpressionError as exc:
+                issues.append(FieldIssue(f"{where}.rules[{j}].when", str(exc)))
+            problem = _prediction_problem(rule.then, batch)
+            if problem:
+                issues.append(FieldIssue(f"{where}.rules[{j}].then", problem))
+        problem = _prediction_problem(heuristic.otherwise, batch)
+        if problem:
+            issues.append(FieldIssue(f"{where}.otherwise", problem))
+    others = [("baselines.human.batch_id", panel.human.batch_id)] if panel.human else []
+    others += [(f"baselines.existing[{i}].batch_id", e.batch_id) for i, e in enumerate(panel.existing)]
+    for field, other_id in others:
+        try:
+            other = store.meta.get_batch(other_id)
+        except NotFound:
+            issues.append(FieldIssue(field, f"batch {other_id!r} does not exist"))
+            continue
+        if other.task != batch.task:
+            issues.append(FieldIssue(field, f"batch {other_id!r} is {other.task}; the model's batch is {batch.task}"))
+        elif batch.task != "regression" and not set(_keys(other.classes)) <= set(_keys(batch.classes)):
+            issues.append(
+                FieldIssue(field, f"batch {other_id!r} has classes {other.classes}, not within {batch.classes}")
+            )
+    if issues:
+        raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
+
+
+def _keys(classes: list[Label] | None) -> list[str]:
+    return [repr(c) for c in classes or []]
+
+
+def _prediction_problem(value: object, batch: BatchRecord) -> str | None:
+    if batch.task == "regression":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else f"{value!r} is not a number; regression rules predict numbers"
+    if any(type(value) is type(c) and value == c for c in batch.classes or []):
+        return None
+    return f"{value!r} is not one of the batch's classes {batch.classes}"
+
+
+def _arrow_type(name: str) -> pa.DataType:
+    """The Arrow type of a stored column from its recorded name (for expression type checks)."""
+    dictionary = re.match(r"dictionary<values=(\w+)", name)
+    if dictionary:
+        name = dictionary.group(1)  # rules compare dictionary columns by their values
+    try:
+        return pa.type_for_alias(name)
+    except ValueError:
+        # Nested or parameterized types: comparisons on them are refused as non-scalar anyway.
+        return pa.null()
+
+
 def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreate) -> JobRecord:
     try:
         batch = store.meta.get_batch(request.batch_id)
@@ -53,6 +131,7 @@ def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreat
             [FieldIssue("batch_id", "create the batch first with POST /v1/batches and use its id")],
         ) from exc
     validate_request(request, batch)
+    validate_baselines(store, request, batch)
     job = JobRecord(
         id=new_id("j"),
         batch_id=batch.id,

@@ -1,0 +1,119 @@
+"""The baseline panel's cost on 1M rows, through the real server.
+
+Times the plain metrics job and the same job with the full panel (random uniform, random prior,
+zero rule, a heuristic rule, a human batch and a champion batch paired on the same sample ids)
+in the same run. Target: the panel adds at most 1x the plain job's time.
+
+    .venv/bin/python benchmarks/bench_baseline_panel.py [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BenchServer, binary_batch, median_time, ratio_table  # noqa: E402
+
+METRICS = ["accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
+           "log_loss", "brier_score"]  # fmt: skip
+
+
+def parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def post(client: httpx.Client, table: pa.Table, name: str) -> str:
+    params = {"model": name, "version": "1", "task": "binary", "positive_class": "1"}
+    r = client.post(
+        "/v1/batches", content=parquet(table), params=params,
+        headers={"content-type": "application/vnd.apache.parquet"},
+    )
+    r.raise_for_status()
+    return str(r.json()["id"])
+
+
+def run(client: httpx.Client, request: dict[str, object]) -> dict[str, object]:
+    job = client.post("/v1/evaluations", json=request)
+    job.raise_for_status()
+    job_id = job.json()["id"]
+    while True:
+        status = client.get(f"/v1/jobs/{job_id}").json()
+        if status["status"] == "succeeded":
+            result: dict[str, object] = client.get(f"/v1/jobs/{job_id}/result").json()
+            return result
+        if status["status"] in ("failed", "cancelled"):
+            raise RuntimeError(status)
+        time.sleep(0.005)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    table = binary_batch(args.rows)
+    rng = np.random.default_rng(1)
+    label = table.column("label").to_numpy()
+    champion_score = np.clip(0.25 * label + 0.75 * rng.random(args.rows), 0, 1)
+    champion = pa.table({"sample_id": table.column("sample_id"), "label": label, "score": champion_score})
+    human_pred = np.where(rng.random(args.rows) < 0.8, label, 1 - label)
+    human = pa.table({"sample_id": table.column("sample_id"), "prediction": human_pred})
+
+    server = BenchServer(workers=2)
+    try:
+        with httpx.Client(base_url=server.url, timeout=600) as client:
+            batch_id = post(client, table, "bench")
+            champion_id = post(client, champion, "champion")
+            human_id = post(client, human, "humans")
+            plain = {"batch_id": batch_id, "metrics": METRICS}
+            panel = plain | {
+                "baselines": {
+                    "random_uniform": True,
+                    "random_prior": True,
+                    "zero_rule": True,
+                    "heuristics": [
+                        {"name": "slice rule", "rules": [{"when": "slice_0 == 'c0_1'", "then": 1}], "otherwise": 0}
+                    ],
+                    "human": {"batch_id": human_id},
+                    "existing": [{"name": "champion", "batch_id": champion_id}],
+                }
+            }
+            run(client, plain)  # warm-up
+            t_plain = median_time(lambda: run(client, plain), repeat=args.repeat)
+            t_panel = median_time(lambda: run(client, panel), repeat=args.repeat)
+            result = run(client, panel)
+    finally:
+        server.stop()
+
+    print(f"\n{args.rows:,} binary rows, 9 metrics, 6 baselines (two of them paired batches)\n")
+    print(
+        ratio_table(
+            [
+                ("metrics job + full baseline panel", t_panel, "plain metrics job", t_plain),
+                ("the panel alone (difference)", t_panel - t_plain, "plain metrics job", t_plain),
+            ]
+        )
+    )
+    print()
+    for entry in result["baselines"]:  # type: ignore[union-attr]
+        sig = entry["significance"][entry["primary_metric"]]
+        print(
+            f"- {entry['name']:<15} {entry['pairing']['mode']:<9} accuracy {sig['baseline']:.4f} "
+            f"lift {sig['lift']:+.4f} {sig['test']} p={sig['p_value']} beats={entry['beats']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

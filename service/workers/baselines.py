@@ -1,0 +1,690 @@
+"""The baseline panel: what a model is compared with, and whether it beats it.
+
+Pure computation: arrays in, :class:`~schemas.metrics.MetricsReport` /
+:class:`~schemas.baselines.MetricComparison` out; randomness only from ``seed``.
+Loading batches, joining by ``sample_id``, heuristic rules and findings belong to
+the caller.
+
+Baselines
+---------
+* ``random_uniform`` / ``random_prior`` (:func:`expected_random_metrics`): the
+  expected metrics of predicting a class at random, uniformly or with the label
+  distribution, in closed form. A predictor that draws its class from ``q``
+  independently of the row has expected confusion matrix ``E[C_ij] = n_i q_j``;
+  the label metrics are those of that matrix (computed by the metrics worker's
+  confusion code, so exactly the model's formulas), the score metrics those of the
+  constant probabilities ``q``: ROC AUC 0.5, average precision = prevalence, and
+  the log loss / Brier score of always predicting ``q``. Ratios such as F1 are
+  evaluated at the expected counts (their expectation differs by O(1/n)).
+* ``zero_rule`` (:func:`zero_rule_predictions`, :func:`zero_rule_metrics`): always
+  the most frequent class (ties: the lowest code) with the label prior as scores;
+  regression: the mean (:func:`constant_regression_predictions`, also the median).
+* ``human`` / ``existing`` / ``heuristic``: other predictions, compared with
+  :func:`compare` (paired on shared rows, unpaired otherwise).
+
+Significance
+------------
+:func:`compare` and :func:`compare_to_expected` test every metric; see
+:mod:`service.workers.significance` for the tests and why score metrics use the
+delta method (DeLong for ROC AUC) rather than a row bootstrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+from schemas.baselines import MetricComparison
+from schemas.metrics import ConfusionMatrix, MetricsReport
+from service.workers.bootstrap import classification_replicates, regression_replicates
+from service.workers.metrics import (
+    METRICS,
+    RegressionStatistics,
+    ScoreStatistics,
+    Task,
+    check_classification_inputs,
+    check_regression_inputs,
+    classification_metrics,
+    confusion_counts,
+    confusion_metric_values,
+    default_metrics,
+    validate_metric_names,
+)
+from service.workers.significance import (
+    DELTA_METHOD_METRICS,
+    DifferenceInterval,
+    binomial_test,
+    bootstrap_difference,
+    constant_score_influence,
+    delta_method_difference,
+    interval_verdict,
+    mcnemar_exact,
+    normalized_gain,
+    p_value_verdict,
+    paired_confusion_replicates,
+    paired_regression_replicates,
+    perfect_value,
+    regression_influence,
+    score_influence,
+    two_proportion_z,
+    unpaired_classification_replicates,
+    unpaired_regression_replicates,
+)
+
+Strategy = Literal["uniform", "prior"]
+
+
+@dataclass(frozen=True, eq=False)
+class Side:
+    """One side of a comparison: the rows' truth and one predictor's output.
+
+    Attributes
+    ----------
+    y_true : ndarray, shape (n,)
+        Class codes ``0 .. K-1`` (classification) or targets (regression).
+    y_pred : ndarray, shape (n,)
+        Predicted codes or values.
+    scores : ndarray of shape (n,) or (n, K), optional
+        Probabilities as :func:`~service.workers.metrics.classification_metrics`
+        (None: the side's score metrics are undefined).
+    """
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    scores: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedSide:
+    """A side with its metric values and what the significance tests need, computed once.
+
+    Build with :func:`prepare_side`; pass it to :func:`compare` for every baseline
+    so the model's scores are sorted once for the whole panel.
+    """
+
+    side: Side
+    task: Task
+    n_classes: int | None
+    positive: int | None
+    metrics: tuple[str, ...]
+    values: dict[str, float]  # NaN = undefined
+    gradients: dict[str, np.ndarray | None]  # delta-method metrics; None = undefined
+    confusion: np.ndarray | None = None  # K x K counts (classification)
+    regression_stats: RegressionStatistics | None = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.side.y_true.size)
+
+
+class Comparison(NamedTuple):
+    """Per-metric comparisons and whether the model significantly beats the baseline on the primary metric."""
+
+    significance: dict[str, MetricComparison]
+    beats: bool | None
+
+
+# --------------------------------------------------------------------------- closed-form baselines
+
+
+def _support(y_true: np.ndarray, n_classes: int, positive: int | None = None) -> np.ndarray:
+    """Label counts per class (validating codes, ``n_classes`` and ``positive`` on the way)."""
+    y = np.asarray(y_true)
+    yt, _, _ = check_classification_inputs(y, y, n_classes=n_classes, positive=positive, scores=None)
+    return np.bincount(yt, minlength=n_classes).astype(np.float64)
+
+
+def _prior(support: np.ndarray) -> np.ndarray:
+    total = support.sum()
+    return support / total if total > 0 else np.full(support.size, 1.0 / support.size)
+
+
+def expected_confusion(y_true: np.ndarray, *, n_classes: int, strategy: Strategy) -> np.ndarray:
+    """``E[C_ij] = n_i q_j``: the expected confusion matrix of a random predictor.
+
+    ``q`` is ``1/K`` (``"uniform"``) or the label prior ``n_j / n`` (``"prior"``).
+    """
+    support = _support(y_true, n_classes)
+    return np.outer(support, _random_rates(support, strategy))
+
+
+def _random_rates(support: np.ndarray, strategy: Strategy) -> np.ndarray:
+    if strategy == "uniform":
+        return np.full(support.size, 1.0 / support.size)
+    if strategy == "prior":
+        return _prior(support)
+    raise ValueError(f"strategy must be 'uniform' or 'prior', got {strategy!r}.")
+
+
+def expected_random_metrics(
+    y_true: np.ndarray,
+    *,
+    n_classes: int,
+    positive: int | None,
+    strategy: Strategy,
+    metrics: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> MetricsReport:
+    """Expected metrics of predicting at random, in closed form.
+
+    Parameters
+    ----------
+    y_true : ndarray of int, shape (n,)
+        Class codes of the labeled rows.
+    n_classes, positive
+        As :func:`~service.workers.metrics.classification_metrics`.
+    strategy : {"uniform", "prior"}
+        Draw each prediction uniformly among the ``K`` classes, or with the label
+        distribution of ``y_true``; the scores are the same constant probabilities.
+    metrics : sequence of str, optional
+        Registry names (score metrics allowed: the baseline has probabilities);
+        default: the task's defaults with scores.
+    class_names : sequence of str, optional
+        Names used in reasons and ``per_class``; default the codes.
+
+    Returns
+    -------
+    MetricsReport
+        Undefined values (e.g. precision when the prior never predicts the positive
+        class) are None with a reason. ``per_class`` supports are the label counts;
+        ``confusion_matrix`` is None (expected counts are fractional: see
+        :func:`expected_confusion`).
+
+    Notes
+    -----
+    The label metrics are computed by
+    :func:`~service.workers.metrics.classification_metrics` on ``K^2`` pseudo-rows
+    ``(i, j)`` weighted ``n_i q_j`` -- the expected confusion matrix -- so they use
+    exactly the model's formulas; for 90 negatives and 10 positives uniform gives
+    accuracy 0.5 and F1 1/6, prior accuracy 0.82 and F1 0.1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array([0] * 90 + [1] * 10)
+    >>> r = expected_random_metrics(y, n_classes=2, positive=1, strategy="prior", metrics=["accuracy", "f1"])
+    >>> round(r.metrics["accuracy"], 6), round(r.metrics["f1"], 6)
+    (0.82, 0.1)
+    """
+    support = _support(y_true, n_classes)
+    q = _random_rates(support, strategy)
+    return _constant_rate_report(
+        support, label_q=q, score_q=q, n_classes=n_classes, positive=positive,
+        metrics=metrics, class_names=class_names, integer_counts=False,
+    )
+
+
+def zero_rule_metrics(
+    y_true: np.ndarray,
+    *,
+    n_classes: int,
+    positive: int | None,
+    metrics: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> MetricsReport:
+    """Metrics of the zero rule without materialising its predictions.
+
+    Equal to ``classification_metrics`` on :func:`zero_rule_predictions` (the same
+    pseudo-row computation as :func:`expected_random_metrics` with all mass on the
+    majority class and the prior as scores), in microseconds on any n.
+    """
+    support = _support(y_true, n_classes)
+    label_q = np.zeros(n_classes)
+    label_q[int(np.argmax(support))] = 1.0
+    return _constant_rate_report(
+        support, label_q=label_q, score_q=_prior(support), n_classes=n_classes, positive=positive,
+        metrics=metrics, class_names=class_names, integer_counts=True,
+    )
+
+
+def _constant_rate_report(
+    support: np.ndarray,
+    *,
+    label_q: np.ndarray,
+    score_q: np.ndarray,
+    n_classes: int,
+    positive: int | None,
+    metrics: Sequence[str] | None,
+    class_names: Sequence[str] | None,
+    integer_counts: bool,
+) -> MetricsReport:
+    """classification_metrics of a row-independent predictor: pseudo-rows (i, j) weighted n_i q_j."""
+    k = n_classes
+    names_list = [str(c) for c in (class_names if class_names is not None else range(k))]
+    task: Task = "binary" if positive is not None else "multiclass"
+    names = list(metrics) if metrics is not None else default_metrics(task, has_scores=True)
+    cm = np.outer(support, label_q)
+    weight = cm.ravel()
+    # zero-weight pseudo-rows change nothing but a "probability 0 to the true class" count
+    keep = weight > 0
+    true_code, pred_code = np.divmod(np.arange(k * k), k)
+    scores = None
+    if any(METRICS[m].needs_scores for m in names if m in METRICS):
+        scores = np.full(k * k, score_q[positive]) if positive is not None else np.tile(score_q, (k * k, 1))
+        scores = scores[keep]
+    report = classification_metrics(
+        true_code[keep], pred_code[keep], n_classes=k, class_names=names_list, positive=positive,
+        scores=scores, metrics=names, sample_weight=weight[keep],
+    )
+    per_class = {
+        name: c.model_copy(update={"support": int(support[i])})
+        for i, (name, c) in enumerate((report.per_class or {}).items())
+    }
+    matrix = None
+    if integer_counts:
+        matrix = ConfusionMatrix(labels=names_list, matrix=cm.astype(np.int64).tolist())
+    return report.model_copy(update={"per_class": per_class, "confusion_matrix": matrix})
+
+
+def zero_rule_predictions(y_true: np.ndarray, *, n_classes: int, positive: int | None) -> Side:
+    """The zero rule as a side: the most frequent class (ties: lowest code) and the prior as scores.
+
+    Binary scores are the prior of ``positive`` (shape (n,)); multiclass scores a
+    read-only broadcast of the prior (shape (n, K)).
+    """
+    support = _support(y_true, n_classes, positive)
+    y = np.asarray(y_true)
+    prior = _prior(support)
+    pred = np.full(y.size, int(np.argmax(support)), dtype=np.intp)
+    if positive is not None:
+        scores = np.full(y.size, prior[positive])
+    else:
+        scores = np.broadcast_to(prior, (y.size, n_classes))
+    return Side(y_true=y, y_pred=pred, scores=scores)
+
+
+def constant_regression_predictions(y_true: np.ndarray, *, statistic: Literal["mean", "median"]) -> Side:
+    """Predict the mean (the regression zero rule) or the median of ``y_true`` for every row."""
+    y, _ = check_regression_inputs(y_true, y_true)
+    if statistic not in ("mean", "median"):
+        raise ValueError(f"statistic must be 'mean' or 'median', got {statistic!r}.")
+    value = 0.0 if y.size == 0 else float(np.mean(y) if statistic == "mean" else np.median(y))
+    return Side(y_true=y, y_pred=np.full(y.size, value))
+
+
+# --------------------------------------------------------------------------- preparing sides
+
+
+def prepare_side(
+    side: Side,
+    *,
+    task: Task,
+    metrics: Sequence[str],
+    n_classes: int | None = None,
+    positive: int | None = None,
+) -> PreparedSide:
+    """Validate a side and compute its metric values and delta-method gradients once.
+
+    Parameters
+    ----------
+    side : Side
+    task : {"binary", "multiclass", "regression"}
+    metrics : sequence of str
+        Registry names of ``task``. Score metrics of a side without scores are
+        undefined (NaN), not an error: a human or heuristic baseline has labels only.
+    n_classes, positive
+        Classification only, as :func:`~service.workers.metrics.classification_metrics`.
+    """
+    names = list(metrics)
+    validate_metric_names(task, names, has_scores=True)
+    if task == "regression":
+        return _prepare_regression(side, names)
+    if n_classes is None:
+        raise ValueError("n_classes is required for classification tasks.")
+    if (task == "binary") != (positive is not None):
+        raise ValueError(
+            "binary tasks need positive (the code of the positive class); multiclass ones do not."
+        )
+    yt, yp, sc = check_classification_inputs(
+        side.y_true, side.y_pred, n_classes=n_classes, positive=positive, scores=side.scores
+    )
+    cm = confusion_counts(yt, yp, n_classes=n_classes)
+    conf = [m for m in names if METRICS[m].source == "confusion"]
+    values = {m: float(v) for m, v in confusion_metric_values(cm, conf, positive=positive).items()}
+    score_values, gradients = _score_side(
+        yt, sc, cm, positive=positive, names=[m for m in names if METRICS[m].source == "scores"]
+    )
+    values.update(score_values)
+    return PreparedSide(
+        side=Side(yt, yp, sc), task=task, n_classes=n_classes, positive=positive, metrics=tuple(names),
+        values={m: values[m] for m in names}, gradients=gradients, confusion=cm,
+    )
+
+
+def _score_side(
+    y_true: np.ndarray, scores: np.ndarray | None, cm: np.ndarray, *, positive: int | None, names: list[str]
+) -> tuple[dict[str, float], dict[str, np.ndarray | None]]:
+    """Values and gradients of the score metrics; NaN / None without scores or rows."""
+    values: dict[str, float] = dict.fromkeys(names, np.nan)
+    gradients: dict[str, np.ndarray | None] = dict.fromkeys(names)
+    if not names or scores is None or not y_true.size:
+        return values, gradients
+    k = cm.shape[0]
+    shared = _shared_score_row(scores)
+    if shared is not None:
+        # a zero rule or a prior: no sort of n rows needed
+        values.update(_constant_score_values(cm, shared, positive=positive, names=names))
+        gradients.update(
+            constant_score_influence(y_true, shared, n_classes=k, positive=positive, names=names)
+        )
+    else:
+        stats = ScoreStatistics(y_true, scores, n_classes=k, positive=positive, names=names)
+        values.update(stats.values())
+        gradients.update(score_influence(y_true, scores, n_classes=k, positive=positive, stats=stats))
+    return values, gradients
+
+
+def _shared_score_row(scores: np.ndarray) -> np.ndarray | None:
+    """The probabilities shared by every row (a zero rule, a prior), or None when they vary."""
+    low, high = scores.min(axis=0), scores.max(axis=0)
+    return np.atleast_1d(low) if np.array_equal(low, high) else None
+
+
+def _constant_score_values(
+    cm: np.ndarray, score_row: np.ndarray, *, positive: int | None, names: list[str]
+) -> dict[str, float]:
+    """Score metrics of constant probabilities: the metrics worker's statistics on one
+    pseudo-row per class weighted by its count (no sort of n rows)."""
+    k = cm.shape[0]
+    support = cm.sum(axis=1).astype(np.float64)
+    codes = np.arange(k)
+    rows = np.full(k, float(score_row[0])) if positive is not None else np.tile(score_row, (k, 1))
+    stats = ScoreStatistics(codes, rows, n_classes=k, positive=positive, names=names)
+    return stats.values(support if stats.row_order is None else support[stats.row_order])
+
+
+def _prepare_regression(side: Side, names: list[str]) -> PreparedSide:
+    yt, yp = check_regression_inputs(side.y_true, side.y_pred)
+    resampled = [m for m in names if m not in DELTA_METHOD_METRICS]
+    # presorting by |error| makes each bootstrap median a cumulative sum
+    stats = RegressionStatistics(yt, yp, names=names, presort=bool(resampled))
+    return PreparedSide(
+        side=Side(yt, yp), task="regression", n_classes=None, positive=None, metrics=tuple(names),
+        values=stats.values(), gradients=regression_influence(yt, yp, names=names),
+        regression_stats=stats if resampled else None,
+    )
+
+
+def _prepared(
+    side: Side | PreparedSide,
+    *,
+    task: Task,
+    metrics: Sequence[str],
+    n_classes: int | None,
+    positive: int | None,
+) -> PreparedSide:
+    if isinstance(side, Side):
+        return prepare_side(side, task=task, metrics=metrics, n_classes=n_classes, positive=positive)
+    if (side.task, side.n_classes, side.positive) != (task, n_classes, positive):
+        raise ValueError(
+            f"side was prepared for task={side.task}, n_classes={side.n_classes}, positive={side.positive}; "
+            f"compared as task={task}, n_classes={n_classes}, positive={positive}."
+        )
+    missing = [m for m in metrics if m not in side.metrics]
+    if missing:
+        raise ValueError(
+            f"side was prepared without metrics {missing}; prepare it with every compared metric."
+        )
+    return side
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def compare(
+    model: Side | PreparedSide,
+    baseline: Side | PreparedSide,
+    *,
+    task: Task,
+    metrics: Sequence[str],
+    paired: bool,
+    primary_metric: str,
+    n_classes: int | None = None,
+    positive: int | None = None,
+    samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """Compare a model with a baseline that has its own predictions, metric by metric.
+
+    Parameters
+    ----------
+    model, baseline : Side or PreparedSide
+        Paired: the same rows in the same order (join by ``sample_id`` first), so
+        ``y_true`` must be equal. Unpaired: each side on its own rows.
+    task, metrics, n_classes, positive
+        As :func:`prepare_side`.
+    paired : bool
+        Paired tests on shared rows, or unpaired tests on disjoint rows.
+    primary_metric : str
+        One of ``metrics``; decides :attr:`Comparison.beats`.
+    samples, confidence, seed
+        Bootstrap replicates, interval coverage and the seed of every random draw.
+
+    Returns
+    -------
+    Comparison
+        ``significance[name]`` with ``lift = model - baseline``; ``beats`` is
+        True/False when the primary metric's verdict is decided, None when undefined.
+
+    Notes
+    -----
+    accuracy: paired McNemar exact test, unpaired pooled two-proportion z test (the
+    interval of the difference is the bootstrap's). Other label metrics and
+    median_ae / max_error: paired (joint confusion cells / same row counts) or
+    unpaired percentile bootstrap of the difference. ROC AUC (DeLong), average
+    precision, log loss, Brier, MAE, RMSE, MAPE, R^2: delta-method normal interval.
+    A verdict is ``better``/``worse`` when the test rejects at ``1 - confidence``
+    (the interval excludes 0) in the direction the metric prefers.
+    """
+    names = _check_names(metrics, primary_metric)
+    m = _prepared(model, task=task, metrics=names, n_classes=n_classes, positive=positive)
+    b = _prepared(baseline, task=task, metrics=names, n_classes=n_classes, positive=positive)
+    if paired:
+        _check_paired(m, b)
+    replicates = _difference_replicates(m, b, names, paired=paired, samples=samples, seed=seed)
+    prefix = "paired_" if paired else "unpaired_"
+    significance: dict[str, MetricComparison] = {}
+    for name in names:
+        mv, bv = m.values[name], b.values[name]
+        interval, test = _difference_interval(name, m, b, replicates, paired=paired, confidence=confidence)
+        counted = _accuracy_test(m, b, paired=paired) if name == "accuracy" else None
+        significance[name] = _assess(
+            name, mv, bv, interval=interval, test=prefix + test, counted=counted, confidence=confidence
+        )
+    return Comparison(significance, _beats(significance[primary_metric]))
+
+
+def compare_to_expected(
+    model: Side | PreparedSide,
+    expected: MetricsReport,
+    *,
+    task: Task,
+    metrics: Sequence[str],
+    primary_metric: str,
+    n_classes: int | None = None,
+    positive: int | None = None,
+    samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """Compare a model with fixed baseline values (a closed-form random baseline: pairing mode ``expected``).
+
+    accuracy: exact binomial test of the model's correct count against
+    ``p0 = expected accuracy``. Other metrics: the interval of the model's metric
+    (bootstrap for label metrics, delta method for smooth score/regression metrics)
+    shifted by the constant baseline value.
+    """
+    names = _check_names(metrics, primary_metric)
+    missing = [n for n in names if n not in expected.metrics]
+    if missing:
+        raise ValueError(f"expected report lacks metrics {missing}; compute it with the compared metrics.")
+    m = _prepared(model, task=task, metrics=names, n_classes=n_classes, positive=positive)
+    replicates = _model_replicates(m, names, samples=samples, seed=seed)
+    significance: dict[str, MetricComparison] = {}
+    for name in names:
+        value = expected.metrics[name]
+        bv = np.nan if value is None else float(value)
+        interval, test = _shifted_interval(name, m, bv, replicates, confidence=confidence)
+        counted = None
+        if name == "accuracy" and not np.isnan(bv) and m.confusion is not None:
+            correct = int(np.trace(m.confusion))
+            counted = ("binomial", binomial_test(correct, m.n, min(1.0, max(0.0, bv))))
+        significance[name] = _assess(
+            name, m.values[name], bv, interval=interval, test=test, counted=counted, confidence=confidence
+        )
+    return Comparison(significance, _beats(significance[primary_metric]))
+
+
+def _check_names(metrics: Sequence[str], primary_metric: str) -> list[str]:
+    names = list(metrics)
+    if primary_metric not in names:
+        raise ValueError(f"primary_metric {primary_metric!r} must be one of the compared metrics {names}.")
+    return names
+
+
+def _check_paired(m: PreparedSide, b: PreparedSide) -> None:
+    if m.n != b.n or not np.array_equal(m.side.y_true, b.side.y_true):
+        raise ValueError(
+            "paired sides must be the same rows in the same order with the same y_true "
+            f"(join by sample_id first); got {m.n} and {b.n} rows."
+        )
+
+
+def _difference_replicates(
+    m: PreparedSide, b: PreparedSide, names: list[str], *, paired: bool, samples: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of model - baseline for the metrics without a delta-method interval."""
+    conf = [n for n in names if METRICS[n].source == "confusion"]
+    rows = [n for n in names if METRICS[n].source == "values" and n not in DELTA_METHOD_METRICS]
+    out: dict[str, np.ndarray] = {}
+    if conf:
+        assert m.n_classes is not None
+        if paired:
+            out.update(paired_confusion_replicates(
+                m.side.y_true, m.side.y_pred, b.side.y_pred, n_classes=m.n_classes, positive=m.positive,
+                metrics=conf, samples=samples, seed=seed,
+            ))
+        else:
+            out.update(unpaired_classification_replicates(
+                (m.side.y_true, m.side.y_pred), (b.side.y_true, b.side.y_pred), n_classes=m.n_classes,
+                positive=m.positive, metrics=conf, samples=samples, seed=seed,
+            ))
+    if rows:
+        if paired:
+            assert m.regression_stats is not None and b.regression_stats is not None
+            out.update(paired_regression_replicates(
+                m.regression_stats, b.regression_stats, metrics=rows, samples=samples, seed=seed
+            ))
+        else:
+            out.update(unpaired_regression_replicates(
+                (m.side.y_true, m.side.y_pred), (b.side.y_true, b.side.y_pred),
+                metrics=rows, samples=samples, seed=seed,
+            ))
+    return out
+
+
+def _model_replicates(m: PreparedSide, names: list[str], *, samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of the model's own metrics (no delta-method interval)."""
+    resampled = [n for n in names if n not in DELTA_METHOD_METRICS]
+    if not resampled or m.n == 0:
+        return {n: np.full(samples, np.nan) for n in resampled}
+    if m.task == "regression":
+        return regression_replicates(
+            m.side.y_true, m.side.y_pred, metrics=resampled, samples=samples, seed=seed
+        )
+    assert m.n_classes is not None
+    return classification_replicates(
+        m.side.y_true, m.side.y_pred, n_classes=m.n_classes, positive=m.positive, scores=None,
+        metrics=resampled, samples=samples, seed=seed,
+    )
+
+
+def _difference_interval(
+    name: str,
+    m: PreparedSide,
+    b: PreparedSide,
+    replicates: dict[str, np.ndarray],
+    *,
+    paired: bool,
+    confidence: float,
+) -> tuple[DifferenceInterval | None, str]:
+    if name not in DELTA_METHOD_METRICS:
+        return bootstrap_difference(replicates[name], confidence=confidence), "bootstrap"
+    test = "delong" if name == "roc_auc" else "delta_method"
+    gm, gb = m.gradients.get(name), b.gradients.get(name)
+    if gm is None or gb is None:
+        return None, test
+    difference = m.values[name] - b.values[name]
+    gradients = [gm - gb] if paired else [gm, gb]
+    return delta_method_difference(difference, gradients, confidence=confidence), test
+
+
+def _shifted_interval(
+    name: str, m: PreparedSide, constant: float, replicates: dict[str, np.ndarray], *, confidence: float
+) -> tuple[DifferenceInterval | None, str]:
+    """Interval of the model's metric minus a constant baseline value."""
+    test = "bootstrap"
+    if name in DELTA_METHOD_METRICS:
+        test = "delong" if name == "roc_auc" else "delta_method"
+    if np.isnan(constant) or np.isnan(m.values[name]):
+        return None, test
+    if name not in DELTA_METHOD_METRICS:
+        return bootstrap_difference(replicates[name] - constant, confidence=confidence), test
+    gm = m.gradients.get(name)
+    if gm is None:
+        return None, test
+    return delta_method_difference(m.values[name] - constant, [gm], confidence=confidence), test
+
+
+def _accuracy_test(m: PreparedSide, b: PreparedSide, *, paired: bool) -> tuple[str, float | None]:
+    if paired:
+        result = mcnemar_exact(m.side.y_true == m.side.y_pred, b.side.y_true == b.side.y_pred)
+        return "mcnemar_exact", result.p_value
+    assert m.confusion is not None and b.confusion is not None
+    z = two_proportion_z(int(np.trace(m.confusion)), m.n, int(np.trace(b.confusion)), b.n)
+    return "two_proportion_z", z.p_value
+
+
+def _assess(
+    name: str,
+    model_value: float,
+    baseline_value: float,
+    *,
+    interval: DifferenceInterval | None,
+    test: str,
+    counted: tuple[str, float | None] | None,
+    confidence: float,
+) -> MetricComparison:
+    """One MetricComparison; ``counted`` = (test, p) of a count test that decides the verdict (accuracy)."""
+    mv = None if np.isnan(model_value) else float(model_value)
+    bv = None if np.isnan(baseline_value) else float(baseline_value)
+    if mv is None or bv is None:
+        return MetricComparison(
+            model=mv, baseline=bv, lift=None, normalized_gain=None, test=None, verdict="undefined"
+        )
+    lift = mv - bv
+    greater = METRICS[name].greater_is_better
+    if counted is not None:
+        test, p_value = counted
+        verdict = p_value_verdict(p_value, lift, alpha=1 - confidence, greater_is_better=greater)
+    else:
+        p_value = None if interval is None else interval.p_value
+        verdict = interval_verdict(interval, greater_is_better=greater)
+    return MetricComparison(
+        model=mv,
+        baseline=bv,
+        lift=lift,
+        normalized_gain=normalized_gain(mv, bv, perfect=perfect_value(name)),
+        test=test,
+        p_value=p_value,
+        difference_interval=None if interval is None else interval.interval(),
+        verdict=verdict,
+    )
+
+
+def _beats(primary: MetricComparison) -> bool | None:
+    return None if primary.verdict == "undefined" else primary.verdict == "better"

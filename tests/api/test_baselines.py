@@ -1,0 +1,235 @@
+"""The baseline panel through the API (issue: baseline panel and model comparison)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn import metrics as skm
+
+from tests.api.conftest import batch_body
+from tests.api.test_batches import assert_problem
+from tests.api.test_evaluations import evaluate
+
+pytestmark = pytest.mark.anyio
+
+
+def ninety_ten() -> dict[str, list[Any]]:
+    """90 negatives and 10 positives; the model finds 8 positives with 4 false alarms."""
+    label = [0] * 90 + [1] * 10
+    pred = [0] * 86 + [1] * 4 + [1] * 8 + [0] * 2
+    rng = np.random.default_rng(0)
+    amount = np.where(np.array(label) == 1, rng.normal(2000, 300, 100), rng.normal(300, 200, 100)).round(2)
+    return {
+        "sample_id": [f"s{i}" for i in range(100)],
+        "label": label,
+        "prediction": pred,
+        "amount": amount.tolist(),
+        "country": (["BR", "US"] * 50),
+    }
+
+
+def by_kind(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b["name"]: b for b in result["baselines"]}
+
+
+async def post(client: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    response = await client.post("/v1/batches", json=body)
+    assert response.status_code == 201, response.text
+    batch_id: str = response.json()["id"]
+    return batch_id
+
+
+async def test_random_and_zero_rule_baselines_on_the_90_10_batch(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    batch_id = await post(client, batch_body(ninety_ten()))
+    request = {
+        "batch_id": batch_id,
+        "metrics": ["accuracy", "f1", "precision"],
+        "baselines": {"random_uniform": True, "random_prior": True, "zero_rule": True},
+    }
+    result = await evaluate(client, run_jobs, request)
+    panel = by_kind(result)
+    assert {b["kind"] for b in result["baselines"]} == {"random_uniform", "random_prior", "zero_rule"}
+    uniform, prior, zero = panel["random_uniform"], panel["random_prior"], panel["zero_rule"]
+    assert uniform["metrics"]["accuracy"] == pytest.approx(0.5)
+    assert uniform["metrics"]["f1"] == pytest.approx(1 / 6)
+    assert prior["metrics"]["accuracy"] == pytest.approx(0.82)
+    assert prior["metrics"]["f1"] == pytest.approx(0.10)
+    assert zero["metrics"]["accuracy"] == pytest.approx(0.9)
+    assert zero["metrics"]["precision"] is None and zero["undefined"]["precision"]
+    model_acc = result["metrics"]["accuracy"]
+    assert model_acc == pytest.approx(0.94)
+    for baseline in (uniform, prior, zero):
+        assert baseline["lift"]["accuracy"] == pytest.approx(model_acc - baseline["metrics"]["accuracy"])
+        assert baseline["pairing"]["mode"] in ("expected", "paired")
+    assert zero["pairing"]["mode"] == "paired"
+    # McNemar on the discordant pairs against always-0: model right/zero wrong = 8, the reverse = 4.
+    assert zero["significance"]["accuracy"]["test"] == "mcnemar_exact"
+    assert zero["significance"]["accuracy"]["p_value"] == pytest.approx(stats.binomtest(4, 12, 0.5).pvalue)
+    assert zero["beats"] is False
+    kinds = [(f["kind"], f["details"].get("baseline")) for f in result["findings"]]
+    assert ("worse_than_baseline", "zero_rule") in kinds
+
+
+async def test_heuristic_rules_are_evaluated_and_compared_paired(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    cols = ninety_ten()
+    batch_id = await post(client, batch_body(cols))
+    heuristic = {
+        "name": "big-amount",
+        "rules": [{"when": "amount > 1000 and country in ('BR', 'US')", "then": 1}],
+        "otherwise": 0,
+    }
+    request = {"batch_id": batch_id, "metrics": ["accuracy", "f1"], "baselines": {"heuristics": [heuristic]}}
+    result = await evaluate(client, run_jobs, request)
+    rule = by_kind(result)["big-amount"]
+    assert rule["kind"] == "heuristic"
+    expected_pred = (np.array(cols["amount"]) > 1000).astype(int)
+    assert rule["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(cols["label"], expected_pred))
+    assert rule["metrics"]["f1"] == pytest.approx(skm.f1_score(cols["label"], expected_pred))
+    assert rule["pairing"] == {
+        "mode": "paired", "shared_rows": 100, "model_only_rows": 0, "baseline_only_rows": 0, "note": None
+    }
+
+
+async def test_rules_may_use_score_and_label_columns_too(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    cols = ninety_ten()
+    batch_id = await post(client, batch_body(cols))
+    heuristic = {"name": "copy", "rules": [{"when": "prediction == 1", "then": 1}], "otherwise": 0}
+    request = {"batch_id": batch_id, "metrics": ["accuracy"], "baselines": {"heuristics": [heuristic]}}
+    result = await evaluate(client, run_jobs, request)
+    copy = by_kind(result)["copy"]
+    assert copy["metrics"]["accuracy"] == result["metrics"]["accuracy"]
+    assert copy["significance"]["accuracy"]["verdict"] == "no_significant_difference"
+    assert copy["significance"]["accuracy"]["p_value"] == 1.0
+
+
+async def test_regression_zero_rule_reports_mean_and_median(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    rng = np.random.default_rng(4)
+    y = rng.exponential(10, 500)
+    pred = y + rng.normal(0, 1, 500)
+    body = {"model": {"name": "price", "version": "1"}, "task": "regression",
+            "columns": {"sample_id": [str(i) for i in range(500)], "label": y.tolist(), "prediction": pred.tolist()}}
+    batch_id = await post(client, body)
+    request = {"batch_id": batch_id, "metrics": ["mae", "r2"], "baselines": {"zero_rule": True}}
+    result = await evaluate(client, run_jobs, request)
+    mean, median = by_kind(result)["zero_rule"], by_kind(result)["zero_rule (median)"]
+    assert mean["metrics"]["mae"] == pytest.approx(skm.mean_absolute_error(y, np.full(500, y.mean())))
+    assert median["metrics"]["mae"] == pytest.approx(skm.mean_absolute_error(y, np.full(500, np.median(y))))
+    assert mean["beats"] is True and mean["significance"]["mae"]["verdict"] == "better"
+    assert mean["lift"]["mae"] < 0  # a loss: the model's is lower
+    response = await client.post(
+        "/v1/evaluations", json={"batch_id": batch_id, "baselines": {"random_uniform": True}}
+    )
+    assert assert_problem(response, 422)["errors"][0]["field"] == "baselines.random_uniform"
+
+
+async def test_human_baseline_joins_by_sample_id_and_counts_the_unjoined(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    cols = ninety_ten()
+    model_id = await post(client, batch_body(cols))
+    # Humans answered 80 of the model's samples (s10..s89) plus 5 the model never saw.
+    ids = [f"s{i}" for i in range(10, 90)] + [f"x{i}" for i in range(5)]
+    answers = [1 if i % 7 == 0 else 0 for i in range(85)]
+    human = {"model": {"name": "humans", "version": "2026-11"}, "task": "binary", "positive_class": 1,
+             "columns": {"sample_id": ids, "prediction": answers}}
+    human_id = await post(client, human)
+    request = {"batch_id": model_id, "metrics": ["accuracy"], "baselines": {"human": {"batch_id": human_id}}}
+    result = await evaluate(client, run_jobs, request)
+    entry = by_kind(result)["human"]
+    assert entry["kind"] == "human"
+    pairing = entry["pairing"]
+    assert (pairing["mode"], pairing["shared_rows"], pairing["model_only_rows"], pairing["baseline_only_rows"]) == (
+        "paired", 80, 20, 5
+    )
+    shared = slice(10, 90)
+    y = np.array(cols["label"])[shared]
+    assert entry["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(y, answers[:80]))
+    # Paired: the model's side of the comparison is computed on the same 80 rows.
+    model_on_shared = skm.accuracy_score(y, np.array(cols["prediction"])[shared])
+    assert entry["significance"]["accuracy"]["model"] == pytest.approx(model_on_shared)
+
+
+async def test_existing_model_on_disjoint_rows_is_compared_unpaired(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    rng = np.random.default_rng(1)
+    model_id = await post(client, batch_body(ninety_ten()))
+    label = rng.integers(0, 2, 300)
+    pred = np.where(rng.random(300) < 0.6, label, 1 - label)
+    champion = {"model": {"name": "champion", "version": "q3"}, "task": "binary", "positive_class": 1,
+                "columns": {"sample_id": [f"old{i}" for i in range(300)], "label": label.tolist(),
+                            "prediction": pred.tolist()}}
+    champion_id = await post(client, champion)
+    request = {"batch_id": model_id, "metrics": ["accuracy", "f1"],
+               "baselines": {"existing": [{"name": "champion", "batch_id": champion_id}]}}
+    result = await evaluate(client, run_jobs, request)
+    entry = by_kind(result)["champion"]
+    assert entry["kind"] == "existing"
+    assert entry["pairing"]["mode"] == "unpaired" and entry["pairing"]["note"]
+    assert entry["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(label, pred))
+    assert entry["significance"]["accuracy"]["test"] == "two_proportion_z"
+    assert entry["significance"]["f1"]["difference_interval"] is not None
+
+
+@pytest.mark.parametrize(
+    ("rule", "position"),
+    [
+        ("__import__('os').system('true')", 10),
+        ("amount > 1 or exec('x')", 18),
+        ("amount >", 8),
+        ("amount.__class__ == 1", 6),
+    ],
+)
+async def test_bad_or_malicious_rules_are_422_with_the_position(
+    client: httpx.AsyncClient, rule: str, position: int
+) -> None:
+    batch_id = await post(client, batch_body(ninety_ten()))
+    heuristic = {"name": "evil", "rules": [{"when": rule, "then": 1}], "otherwise": 0}
+    response = await client.post(
+        "/v1/evaluations", json={"batch_id": batch_id, "baselines": {"heuristics": [heuristic]}}
+    )
+    problem = assert_problem(response, 422)
+    issue = problem["errors"][0]
+    assert issue["field"] == "baselines.heuristics[0].rules[0].when"
+    assert "position" in issue["message"]
+    assert (await client.get("/v1/jobs")).json()["data"] == []
+
+
+async def test_unknown_column_and_bad_then_value_are_422(client: httpx.AsyncClient) -> None:
+    batch_id = await post(client, batch_body(ninety_ten()))
+    for heuristic, field in [
+        ({"name": "h", "rules": [{"when": "amout > 1", "then": 1}], "otherwise": 0}, "rules[0].when"),
+        ({"name": "h", "rules": [{"when": "amount > 1", "then": 7}], "otherwise": 0}, "rules[0].then"),
+        ({"name": "h", "rules": [{"when": "amount > 1", "then": 1}], "otherwise": "x"}, "otherwise"),
+    ]:
+        response = await client.post(
+            "/v1/evaluations", json={"batch_id": batch_id, "baselines": {"heuristics": [heuristic]}}
+        )
+        problem = assert_problem(response, 422)
+        assert problem["errors"][0]["field"] == f"baselines.heuristics[0].{field}", problem
+
+
+async def test_baseline_batches_must_exist_and_match_the_task(client: httpx.AsyncClient) -> None:
+    batch_id = await post(client, batch_body(ninety_ten()))
+    regression = await post(client, {"model": {"name": "r", "version": "1"}, "task": "regression",
+                                     "columns": {"sample_id": ["s0"], "prediction": [1.0]}})
+    for baselines, field in [
+        ({"human": {"batch_id": "nope"}}, "baselines.human.batch_id"),
+        ({"existing": [{"name": "c", "batch_id": regression}]}, "baselines.existing[0].batch_id"),
+    ]:
+        response = await client.post("/v1/evaluations", json={"batch_id": batch_id, "baselines": baselines})
+        problem = assert_problem(response, 422)
+        assert problem["errors"][0]["field"] == field, problem

@@ -1,0 +1,481 @@
+"""The baseline panel: closed-form random baselines against simulation, the zero rule,
+and model-versus-baseline comparisons with their verdicts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from schemas.baselines import MetricComparison
+from service.workers.baselines import (
+    Comparison,
+    PreparedSide,
+    Side,
+    Strategy,
+    compare,
+    compare_to_expected,
+    constant_regression_predictions,
+    expected_confusion,
+    expected_random_metrics,
+    prepare_side,
+    zero_rule_metrics,
+    zero_rule_predictions,
+)
+from service.workers.bootstrap import classification_replicates
+from service.workers.metrics import (
+    METRICS,
+    ScoreStatistics,
+    Task,
+    classification_metrics,
+    default_metrics,
+    regression_metrics,
+)
+from service.workers.significance import binomial_test, influence_se, score_influence
+
+NINETY_TEN = np.array([0] * 90 + [1] * 10)
+
+
+def _names(k: int) -> list[str]:
+    return [f"c{i}" for i in range(k)]
+
+
+# --------------------------------------------------------------------------- closed-form random baselines
+
+
+def test_ninety_negatives_ten_positives() -> None:
+    uniform = expected_random_metrics(NINETY_TEN, n_classes=2, positive=1, strategy="uniform")
+    prior = expected_random_metrics(NINETY_TEN, n_classes=2, positive=1, strategy="prior")
+    assert uniform.metrics["accuracy"] == pytest.approx(0.5, abs=1e-12)
+    assert uniform.metrics["f1"] == pytest.approx(1 / 6, abs=1e-12)
+    assert prior.metrics["accuracy"] == pytest.approx(0.82, abs=1e-12)
+    assert prior.metrics["f1"] == pytest.approx(0.1, abs=1e-12)
+    for report in (uniform, prior):
+        assert report.metrics["roc_auc"] == 0.5
+        assert report.metrics["average_precision"] == pytest.approx(0.1)
+        assert report.metrics["mcc"] == pytest.approx(0.0, abs=1e-12)
+        assert report.metrics["balanced_accuracy"] == pytest.approx(0.5)
+        assert report.undefined == {}
+        assert report.confusion_matrix is None  # expected counts are fractional
+        assert report.per_class is not None and report.per_class["1"].support == 10
+    np.testing.assert_allclose(
+        expected_confusion(NINETY_TEN, n_classes=2, strategy="prior"), [[81, 9], [9, 1]], atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "prior"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_constant_probability_losses_equal_sklearn(strategy: Strategy, k: int) -> None:
+    rng = np.random.default_rng(k)
+    y = rng.choice(k, 5000, p=[0.6, 0.4] if k == 2 else [0.6, 0.3, 0.1])
+    positive = 1 if k == 2 else None
+    report = expected_random_metrics(
+        y, n_classes=k, positive=positive, strategy=strategy,
+        metrics=["log_loss", "brier_score", "roc_auc", "average_precision"],
+    )
+    q = np.full(k, 1 / k) if strategy == "uniform" else np.bincount(y, minlength=k) / y.size
+    probas = np.tile(q, (y.size, 1))
+    assert report.metrics["log_loss"] == pytest.approx(skm.log_loss(y, probas, labels=range(k)), rel=1e-12)
+    if k == 2:
+        brier = skm.brier_score_loss(y, probas[:, 1])
+        assert report.metrics["roc_auc"] == pytest.approx(skm.roc_auc_score(y, probas[:, 1]))
+        assert report.metrics["average_precision"] == pytest.approx(np.mean(y == 1))
+    else:
+        brier = skm.brier_score_loss(y, probas, labels=range(k))
+        assert report.metrics["roc_auc"] == pytest.approx(0.5)
+        # macro mean of one-vs-rest prevalences over the present classes
+        assert report.metrics["average_precision"] == pytest.approx(1 / k)
+    assert report.metrics["brier_score"] == pytest.approx(brier, rel=1e-12)
+
+
+def _simulate(y: np.ndarray, q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Predictions drawn from q independently of the row."""
+    return np.searchsorted(np.cumsum(q), rng.random(y.size), side="right").clip(0, q.size - 1)
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "prior"])
+@pytest.mark.parametrize(
+    ("prevalence", "metrics", "positive"),
+    [
+        ([0.9, 0.1], ["accuracy", "balanced_accuracy", "precision", "recall", "f1", "mcc"], 1),
+        (
+            [0.5, 0.3, 0.15, 0.05],
+            [
+                "accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_weighted", "f1_micro",
+                "mcc",
+            ],
+            None,
+        ),
+    ],
+)
+def test_closed_form_matches_a_million_draw_simulation(
+    strategy: Strategy, prevalence: list[float], metrics: list[str], positive: int | None
+) -> None:
+    k = len(prevalence)
+    rng = np.random.default_rng(20 + k)
+    y = rng.choice(k, 1_000_000, p=prevalence)
+    support = np.bincount(y, minlength=k)
+    q = np.full(k, 1 / k) if strategy == "uniform" else support / y.size
+    closed = expected_random_metrics(
+        y, n_classes=k, positive=positive, strategy=strategy, metrics=metrics
+    ).metrics
+    pred = _simulate(y, q, rng)
+    simulated = classification_metrics(
+        y, pred, n_classes=k, class_names=_names(k), positive=positive, scores=None, metrics=metrics
+    ).metrics
+    # standard errors of the simulated values (multinomial bootstrap: milliseconds)
+    replicates = classification_replicates(
+        y, pred, n_classes=k, positive=positive, scores=None, metrics=metrics, samples=200, seed=0
+    )
+    for name in metrics:
+        value, reference = closed[name], simulated[name]
+        assert value is not None and reference is not None
+        se = float(np.std(replicates[name]))
+        assert abs(value - reference) < 3 * se, (name, value, reference, se)
+
+
+def test_random_scorer_ranking_metrics_match_simulation() -> None:
+    rng = np.random.default_rng(30)
+    y = (rng.random(1_000_000) < 0.1).astype(np.int64)
+    names = ["roc_auc", "average_precision"]
+    closed = expected_random_metrics(y, n_classes=2, positive=1, strategy="prior", metrics=names).metrics
+    scores = rng.random(y.size)
+    simulated = classification_metrics(
+        y, y, n_classes=2, class_names=["0", "1"], positive=1, scores=scores, metrics=names
+    ).metrics
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    se_auc = math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg))  # Mann-Whitney under H0
+    assert closed["roc_auc"] is not None and simulated["roc_auc"] is not None
+    assert abs(closed["roc_auc"] - simulated["roc_auc"]) < 3 * se_auc
+    stats = ScoreStatistics(y, scores, n_classes=2, positive=1, names=names)
+    grad = score_influence(y, scores, n_classes=2, positive=1, stats=stats)["average_precision"]
+    assert grad is not None
+    ap, ap_simulated = closed["average_precision"], simulated["average_precision"]
+    assert ap is not None and ap_simulated is not None
+    assert abs(ap - ap_simulated) < 3 * influence_se(grad)
+
+
+def test_expected_metrics_with_an_absent_class_are_undefined_with_reasons() -> None:
+    y = np.array([0] * 30 + [1] * 20)  # class 2 has no labeled rows
+    report = expected_random_metrics(
+        y, n_classes=3, positive=None, strategy="prior", metrics=["accuracy", "roc_auc", "average_precision"],
+        class_names=["a", "b", "c"],
+    )
+    assert report.metrics["roc_auc"] is None
+    assert "'c'" in report.undefined["roc_auc"]
+    assert report.metrics["average_precision"] == pytest.approx((0.6 + 0.4 + 0) / 3)
+    assert "average_precision" in report.notes
+    assert report.metrics["accuracy"] == pytest.approx(0.6**2 + 0.4**2)
+
+
+def test_expected_metrics_of_no_rows_are_undefined() -> None:
+    report = expected_random_metrics(np.array([], dtype=int), n_classes=2, positive=1, strategy="uniform")
+    assert all(v is None for v in report.metrics.values())
+    assert "no labeled rows" in report.undefined["accuracy"]
+
+
+def test_unknown_strategy_is_rejected() -> None:
+    with pytest.raises(ValueError, match="strategy"):
+        expected_random_metrics(
+            NINETY_TEN, n_classes=2, positive=1, strategy="stratified"  # type: ignore[arg-type]
+        )
+
+
+# --------------------------------------------------------------------------- zero rule
+
+
+def _assert_same_values(a: dict[str, float | None], b: dict[str, float | None]) -> None:
+    """Equal up to rounding (weighted pseudo-rows sum in another order than rows do)."""
+    assert a.keys() == b.keys()
+    for name, value in a.items():
+        if value is None or b[name] is None:
+            assert value is b[name], name
+        else:
+            assert value == pytest.approx(b[name], rel=1e-12, abs=1e-15), name
+
+
+def test_zero_rule_reports_undefined_precision_not_an_error() -> None:
+    side = zero_rule_predictions(NINETY_TEN, n_classes=2, positive=1)
+    assert set(side.y_pred.tolist()) == {0}
+    assert side.scores is not None and np.allclose(side.scores, 0.1)
+    names = default_metrics("binary", has_scores=True)
+    direct = zero_rule_metrics(NINETY_TEN, n_classes=2, positive=1, metrics=names)
+    via_rows = classification_metrics(
+        side.y_true, side.y_pred, n_classes=2, class_names=["0", "1"], positive=1, scores=side.scores,
+        metrics=names,
+    )
+    assert direct.metrics["precision"] is None
+    assert "no row is predicted as the positive class" in direct.undefined["precision"]
+    assert direct.metrics["accuracy"] == pytest.approx(0.9)
+    assert direct.undefined == via_rows.undefined and direct.notes == via_rows.notes
+    assert direct.confusion_matrix == via_rows.confusion_matrix
+    assert direct.per_class == via_rows.per_class
+    _assert_same_values(direct.metrics, via_rows.metrics)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_prepared_zero_rule_values_equal_the_metrics_worker(k: int) -> None:
+    """A side with constant probabilities takes a no-sort path; its values stay the worker's."""
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, 500)
+    positive = 1 if k == 2 else None
+    task: Task = "binary" if k == 2 else "multiclass"
+    names = default_metrics(task, has_scores=True)
+    side = zero_rule_predictions(y, n_classes=k, positive=positive)
+    prepared = prepare_side(side, task=task, metrics=names, n_classes=k, positive=positive)
+    report = classification_metrics(
+        y, side.y_pred, n_classes=k, class_names=_names(k), positive=positive, scores=side.scores,
+        metrics=names,
+    )
+    values = {m: None if np.isnan(v) else v for m, v in prepared.values.items()}
+    _assert_same_values(values, report.metrics)
+
+
+def test_zero_rule_multiclass_ties_go_to_the_lowest_code() -> None:
+    y = np.array([2, 2, 1, 1, 0, 3])
+    side = zero_rule_predictions(y, n_classes=4, positive=None)
+    assert set(side.y_pred.tolist()) == {1}
+    assert side.scores is not None and side.scores.shape == (6, 4)
+    np.testing.assert_allclose(side.scores[0], [1 / 6, 2 / 6, 2 / 6, 1 / 6])
+    names = default_metrics("multiclass", has_scores=True)
+    direct = zero_rule_metrics(y, n_classes=4, positive=None, metrics=names, class_names=_names(4))
+    via_rows = classification_metrics(
+        y, side.y_pred, n_classes=4, class_names=_names(4), positive=None, scores=side.scores, metrics=names
+    )
+    assert direct.undefined == via_rows.undefined and direct.notes == via_rows.notes
+    _assert_same_values(direct.metrics, via_rows.metrics)
+
+
+def test_regression_constant_predictions() -> None:
+    y = np.array([1.0, 2.0, 4.0, 13.0])
+    mean = constant_regression_predictions(y, statistic="mean")
+    median = constant_regression_predictions(y, statistic="median")
+    assert set(mean.y_pred.tolist()) == {5.0} and set(median.y_pred.tolist()) == {3.0}
+    assert regression_metrics(y, mean.y_pred, metrics=["r2"]).metrics["r2"] == pytest.approx(0.0, abs=1e-15)
+    # the median has the smaller absolute error, the mean the smaller squared error
+    assert regression_metrics(y, mean.y_pred, metrics=["mae"]).metrics["mae"] == pytest.approx(4.0)
+    assert regression_metrics(y, median.y_pred, metrics=["mae"]).metrics["mae"] == pytest.approx(3.5)
+    empty = constant_regression_predictions(np.array([]), statistic="median")
+    assert empty.y_pred.size == 0
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def _scored(y: np.ndarray, skill: float, rng: np.random.Generator) -> Side:
+    """Scores that separate the classes by ``skill``; predictions thresholded at 0.5."""
+    s = np.clip(0.5 + skill * (y - 0.5) + rng.normal(0, 0.25, y.size), 0, 1)
+    return Side(y, (s >= 0.5).astype(np.int64), s)
+
+
+def _binary_pair(n: int = 3000, seed: int = 0) -> tuple[Side, Side]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.4).astype(np.int64)
+    return _scored(y, 0.6, rng), _scored(y, 0.2, rng)
+
+
+NAMES = default_metrics("binary", has_scores=True)
+
+
+def _vs(
+    model: Side | PreparedSide, baseline: Side, *, paired: bool, primary: str = "f1", **options: Any
+) -> Comparison:
+    """compare() for the binary task with the default metrics."""
+    options.setdefault("metrics", NAMES)
+    return compare(
+        model, baseline, task="binary", n_classes=2, positive=1, paired=paired, primary_metric=primary,
+        **options,
+    )
+
+
+def test_clearly_better_model_beats_the_baseline_paired() -> None:
+    model, baseline = _binary_pair()
+    result = _vs(model, baseline, paired=True)
+    assert isinstance(result, Comparison) and result.beats is True
+    sig = result.significance
+    assert {m: c.verdict for m, c in sig.items()} == dict.fromkeys(NAMES, "better")
+    assert sig["accuracy"].test == "mcnemar_exact"
+    assert sig["f1"].test == "paired_bootstrap"
+    assert sig["roc_auc"].test == "paired_delong"
+    assert sig["log_loss"].test == "paired_delta_method"
+    assert sig["log_loss"].lift is not None and sig["log_loss"].lift < 0  # a loss: lower is better
+    for name, c in sig.items():
+        assert c.model is not None and c.baseline is not None
+        assert c.lift == pytest.approx(c.model - c.baseline)
+        assert c.difference_interval is not None and c.p_value is not None and c.p_value < 0.05, name
+    worse = _vs(baseline, model, paired=True)
+    assert worse.beats is False
+    assert {c.verdict for c in worse.significance.values()} == {"worse"}
+
+
+def test_clearly_better_model_beats_the_baseline_unpaired() -> None:
+    model, _ = _binary_pair(seed=1)
+    _, baseline = _binary_pair(n=2000, seed=2)  # other rows, other length
+    result = _vs(model, baseline, paired=False, primary="roc_auc")
+    assert result.beats is True
+    sig = result.significance
+    assert {c.verdict for c in sig.values()} == {"better"}
+    assert sig["accuracy"].test == "two_proportion_z"
+    assert sig["f1"].test == "unpaired_bootstrap"
+    assert sig["roc_auc"].test == "unpaired_delong"
+
+
+def test_identical_model_is_no_significant_difference() -> None:
+    model, _ = _binary_pair()
+    for paired in (True, False):
+        result = _vs(model, model, paired=paired, primary="accuracy")
+        assert result.beats is False
+        for name, c in result.significance.items():
+            assert c.verdict == "no_significant_difference", (paired, name)
+            assert c.lift == 0.0 and c.normalized_gain == 0.0
+            assert c.difference_interval is not None
+            assert c.difference_interval.low <= 0 <= c.difference_interval.high
+    assert _vs(model, model, paired=True).significance["accuracy"].p_value == 1.0  # no discordant pair
+
+
+def test_paired_comparison_is_reproducible_with_a_seed() -> None:
+    model, baseline = _binary_pair(n=400)
+    a, b, c = (_vs(model, baseline, paired=True, seed=seed) for seed in (5, 5, 6))
+    assert a == b
+    assert a.significance["f1"].difference_interval != c.significance["f1"].difference_interval
+    # the delta-method intervals do not depend on the seed
+    assert a.significance["roc_auc"] == c.significance["roc_auc"]
+
+
+def test_prepared_sides_give_the_same_comparison() -> None:
+    model, baseline = _binary_pair(n=500)
+    prepared = prepare_side(model, task="binary", n_classes=2, positive=1, metrics=NAMES)
+    assert isinstance(prepared, PreparedSide) and prepared.n == 500
+    assert _vs(prepared, baseline, paired=True) == _vs(model, baseline, paired=True)
+    too_few = prepare_side(model, task="binary", n_classes=2, positive=1, metrics=["accuracy"])
+    with pytest.raises(ValueError, match="prepared without metrics"):
+        _vs(too_few, baseline, paired=True)
+    with pytest.raises(ValueError, match="prepared for task=binary"):
+        compare(prepared, baseline, task="multiclass", n_classes=2, metrics=["accuracy"], paired=True,
+                primary_metric="accuracy")
+
+
+def test_model_values_equal_the_metrics_worker() -> None:
+    model, _ = _binary_pair(n=500)
+    prepared = prepare_side(model, task="binary", n_classes=2, positive=1, metrics=NAMES)
+    report = classification_metrics(
+        model.y_true, model.y_pred, n_classes=2, class_names=["0", "1"], positive=1, scores=model.scores,
+        metrics=NAMES,
+    )
+    assert prepared.values == report.metrics
+
+
+def test_baseline_without_scores_leaves_score_metrics_undefined() -> None:
+    model, baseline = _binary_pair(n=500)
+    labels_only = Side(baseline.y_true, baseline.y_pred)
+    result = _vs(model, labels_only, paired=True, primary="roc_auc")
+    assert result.beats is None
+    roc = result.significance["roc_auc"]
+    assert roc.verdict == "undefined" and roc.baseline is None and roc.lift is None and roc.test is None
+    assert result.significance["accuracy"].verdict != "undefined"
+
+
+def test_zero_rule_comparison_with_undefined_precision() -> None:
+    model, _ = _binary_pair(n=1000)
+    zero = zero_rule_predictions(model.y_true, n_classes=2, positive=1)
+    result = _vs(model, zero, paired=True, primary="precision")
+    precision = result.significance["precision"]
+    assert precision.verdict == "undefined" and precision.baseline is None and precision.lift is None
+    assert result.beats is None
+    assert result.significance["roc_auc"].baseline == 0.5
+    assert result.significance["roc_auc"].verdict == "better"
+
+
+def test_misuse_raises_value_error() -> None:
+    model, baseline = _binary_pair(n=300)
+    short = Side(baseline.y_true[:200], baseline.y_pred[:200])
+    with pytest.raises(ValueError, match="same rows"):
+        _vs(model, short, paired=True)
+    with pytest.raises(ValueError, match="primary_metric"):
+        _vs(model, baseline, paired=True, metrics=["accuracy"])
+    with pytest.raises(ValueError, match="positive"):
+        compare(model, baseline, task="binary", n_classes=2, metrics=["accuracy"], paired=True,
+                primary_metric="accuracy")
+
+
+def test_compare_to_expected_uses_the_binomial_test_for_accuracy() -> None:
+    model, _ = _binary_pair()
+    expected = expected_random_metrics(model.y_true, n_classes=2, positive=1, strategy="prior", metrics=NAMES)
+    result = compare_to_expected(
+        model, expected, task="binary", n_classes=2, positive=1, metrics=NAMES, primary_metric="accuracy"
+    )
+    acc = result.significance["accuracy"]
+    correct = int(np.sum(model.y_true == model.y_pred))
+    assert acc.test == "binomial"
+    p0 = expected.metrics["accuracy"]
+    assert p0 is not None and acc.p_value == binomial_test(correct, model.y_true.size, p0)
+    assert acc.baseline == expected.metrics["accuracy"]
+    assert result.beats is True
+    assert result.significance["f1"].test == "bootstrap"
+    assert result.significance["roc_auc"].test == "delong"
+    assert result.significance["brier_score"].test == "delta_method"
+    assert {c.verdict for c in result.significance.values()} == {"better"}
+    with pytest.raises(ValueError, match="lacks metrics"):
+        compare_to_expected(
+            model, expected, task="binary", n_classes=2, positive=1, metrics=["mcc", "f1_macro"],
+            primary_metric="mcc",
+        )
+
+
+def test_a_random_model_is_not_better_than_the_random_baseline() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random(5000) < 0.3).astype(np.int64)
+    random_model = Side(y, (rng.random(y.size) < 0.3).astype(np.int64), rng.random(y.size))
+    expected = expected_random_metrics(y, n_classes=2, positive=1, strategy="prior", metrics=NAMES)
+    result = compare_to_expected(
+        random_model, expected, task="binary", n_classes=2, positive=1, metrics=NAMES, primary_metric="f1"
+    )
+    assert result.beats is False
+    for name in ("accuracy", "f1", "mcc", "roc_auc", "average_precision"):
+        assert result.significance[name].verdict == "no_significant_difference", name
+
+
+def test_regression_model_against_the_mean() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.normal(10, 3, 2000)
+    model = Side(y, y + rng.normal(0, 1, y.size))
+    mean = constant_regression_predictions(y, statistic="mean")
+    names = default_metrics("regression", has_scores=False)
+    result = compare(
+        model, mean, task="regression", metrics=names, paired=True, primary_metric="r2", samples=200
+    )
+    sig = result.significance
+    assert result.beats is True
+    assert sig["r2"].baseline == pytest.approx(0.0, abs=1e-12)
+    assert sig["r2"].normalized_gain == pytest.approx(sig["r2"].model)  # gain over the mean is R^2 itself
+    assert sig["mae"].test == "paired_delta_method" and sig["median_ae"].test == "paired_bootstrap"
+    assert {c.verdict for m, c in sig.items() if m != "max_error"} == {"better"}
+    unpaired = compare(model, mean, task="regression", metrics=["mae", "median_ae"], paired=False,
+                       primary_metric="mae", samples=100)
+    assert unpaired.significance["median_ae"].test == "unpaired_bootstrap" and unpaired.beats is True
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_every_metric_of_identical_sides_has_zero_lift(task: str) -> None:
+    """Registry-driven: each metric's comparison machinery agrees with itself."""
+    rng = np.random.default_rng(5)
+    names = [m for m, info in METRICS.items() if task in info.tasks]
+    if task == "regression":
+        y = rng.normal(0, 1, 300)
+        side = Side(y, y + rng.normal(0, 0.5, 300))
+        kwargs: dict[str, Any] = {"task": task}
+    else:
+        k = 2 if task == "binary" else 3
+        y = rng.integers(0, k, 300)
+        probas = rng.dirichlet(np.ones(k), 300)
+        scores = probas[:, 1] if k == 2 else probas
+        side = Side(y, probas.argmax(axis=1), scores)
+        kwargs = {"task": task, "n_classes": k, "positive": 1 if k == 2 else None}
+    result = compare(side, side, metrics=names, paired=True, primary_metric=names[0], samples=50, **kwargs)
+    for name in names:
+        c: MetricComparison = result.significance[name]
+        assert c.lift == 0.0, name
+        assert c.verdict == "no_significant_difference", name

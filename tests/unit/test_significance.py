@@ -1,0 +1,412 @@
+"""Significance machinery: exact tests against scipy, gradients against finite differences,
+delta-method standard errors and the paired confusion bootstrap against explicit row resampling."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from service.workers.metrics import (
+    METRICS,
+    RegressionStatistics,
+    ScoreStatistics,
+    classification_metrics,
+    confusion_counts,
+    confusion_metric_values,
+)
+from service.workers.significance import (
+    DELTA_METHOD_METRICS,
+    _row_losses,
+    binomial_test,
+    bootstrap_difference,
+    constant_score_influence,
+    influence_se,
+    interval_verdict,
+    mcnemar_exact,
+    normal_difference,
+    normalized_gain,
+    p_value_verdict,
+    paired_confusion_replicates,
+    paired_regression_replicates,
+    perfect_value,
+    regression_influence,
+    score_influence,
+    two_proportion_z,
+)
+
+SCORE_METRICS = ["roc_auc", "average_precision", "log_loss", "brier_score"]
+
+
+def _binary(seed: int, n: int, *, ties: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    score = rng.random(n)
+    if ties:
+        score = np.round(score, 1)  # heavy ties, and exact 0 / 1 probabilities
+    y_true = (rng.random(n) < score).astype(np.int64)
+    return y_true, (score >= 0.5).astype(np.int64), score
+
+
+def _multiclass(seed: int, n: int, k: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    probas = rng.dirichlet(np.ones(k), n)
+    probas = np.round(probas, 2)
+    probas[:, -1] = 1 - probas[:, :-1].sum(axis=1)
+    probas = np.clip(probas, 0, 1)
+    y_true = (probas.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1).clip(0, k - 1)
+    return y_true, probas.argmax(axis=1), probas
+
+
+# --------------------------------------------------------------------------- tests on counts
+
+
+def _correct_vectors(b: int, c: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    model = np.array([True] * b + [False] * c + [True] * both + [False] * neither)
+    base = np.array([False] * b + [True] * c + [True] * both + [False] * neither)
+    return model, base
+
+
+def test_mcnemar_equals_scipy_binomial_test_on_discordant_pairs() -> None:
+    rng = np.random.default_rng(0)
+    cases = [(0, 0), (0, 1), (1, 0), (3, 3), (0, 25), (40, 2)]
+    cases += [tuple(int(v) for v in rng.integers(0, 60, 2)) for _ in range(200)]
+    cases += [(int(rng.integers(0, 3000)), int(rng.integers(0, 3000))) for _ in range(20)]
+    for b, c in cases:
+        model, base = _correct_vectors(b, c, both=7, neither=5)
+        result = mcnemar_exact(model, base)
+        assert (result.b, result.c) == (b, c)
+        expected = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
+        assert result.p_value == pytest.approx(expected, rel=1e-9, abs=1e-300), (b, c)
+
+
+def test_mcnemar_rejects_misaligned_inputs() -> None:
+    with pytest.raises(ValueError, match="aligned"):
+        mcnemar_exact(np.ones(3, bool), np.ones(4, bool))
+
+
+def test_binomial_test_is_scipys_and_handles_edges() -> None:
+    for x, n, p0 in [(7, 10, 0.5), (820, 1000, 0.82), (0, 50, 0.1), (50, 50, 0.9), (3, 10, 0.0)]:
+        assert binomial_test(x, n, p0) == pytest.approx(stats.binomtest(x, n, p0).pvalue, rel=1e-12)
+    assert binomial_test(0, 0, 0.5) == 1.0
+    with pytest.raises(ValueError, match="p0"):
+        binomial_test(1, 2, 1.5)
+    with pytest.raises(ValueError, match="successes"):
+        binomial_test(3, 2, 0.5)
+
+
+def test_two_proportion_z_equals_the_chi_square_test_of_the_2x2_table() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n1, n2 = (int(v) for v in rng.integers(5, 500, 2))
+        x1, x2 = int(rng.integers(1, n1)), int(rng.integers(1, n2))
+        z, p = two_proportion_z(x1, n1, x2, n2)
+        assert z is not None and p is not None
+        # hand formula
+        pooled = (x1 + x2) / (n1 + n2)
+        z_hand = (x1 / n1 - x2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+        assert z == pytest.approx(z_hand, rel=1e-12)
+        # independent reference: z^2 is Pearson's chi-square without continuity correction
+        chi2, p_chi, _, _ = stats.chi2_contingency([[x1, n1 - x1], [x2, n2 - x2]], correction=False)
+        assert z * z == pytest.approx(chi2, rel=1e-9)
+        assert p == pytest.approx(p_chi, rel=1e-9)
+
+
+def test_two_proportion_z_undefined_and_degenerate_cases() -> None:
+    assert two_proportion_z(0, 0, 3, 10) == (None, None)
+    assert two_proportion_z(10, 10, 5, 5) == (0.0, 1.0)  # both all correct
+    assert two_proportion_z(0, 10, 0, 5) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        two_proportion_z(11, 10, 1, 5)
+
+
+def test_normalized_gain() -> None:
+    assert normalized_gain(0.9, 0.8, perfect=1.0) == pytest.approx(0.5)
+    assert normalized_gain(0.8, 0.8, perfect=1.0) == 0.0
+    assert normalized_gain(0.7, 0.8, perfect=1.0) == pytest.approx(-0.5)
+    assert normalized_gain(0.1, 0.4, perfect=0.0) == pytest.approx(0.75)  # a loss that fell
+    assert normalized_gain(0.9, 1.0, perfect=1.0) is None  # baseline already perfect
+    assert normalized_gain(None, 0.5, perfect=1.0) is None
+    assert normalized_gain(0.5, float("nan"), perfect=1.0) is None
+
+
+def test_perfect_value_follows_the_registry_direction() -> None:
+    for name, info in METRICS.items():
+        assert perfect_value(name) == (1.0 if info.greater_is_better else 0.0)
+    assert perfect_value("log_loss") == 0.0 and perfect_value("r2") == 1.0
+
+
+# --------------------------------------------------------------------------- verdicts and intervals
+
+
+def test_verdicts_follow_the_metric_direction() -> None:
+    up, down, across = (
+        normal_difference(0.1, 0.01, confidence=0.95),
+        normal_difference(-0.1, 0.01, confidence=0.95),
+        normal_difference(0.01, 0.1, confidence=0.95),
+    )
+    assert interval_verdict(up, greater_is_better=True) == "better"
+    assert interval_verdict(up, greater_is_better=False) == "worse"
+    assert interval_verdict(down, greater_is_better=False) == "better"
+    assert interval_verdict(across, greater_is_better=True) == "no_significant_difference"
+    assert interval_verdict(None, greater_is_better=True) == "undefined"
+    assert p_value_verdict(0.01, -0.2, alpha=0.05, greater_is_better=True) == "worse"
+    assert p_value_verdict(0.2, 0.3, alpha=0.05, greater_is_better=True) == "no_significant_difference"
+    assert p_value_verdict(None, 0.3, alpha=0.05, greater_is_better=True) == "undefined"
+
+
+def test_normal_difference_matches_the_normal_quantiles() -> None:
+    d = normal_difference(0.3, 0.1, confidence=0.9)
+    assert d.low == pytest.approx(0.3 - 1.6448536 * 0.1, rel=1e-7)
+    assert d.p_value == pytest.approx(2 * stats.norm.sf(3.0), rel=1e-9)
+    assert normal_difference(0.0, 0.0, confidence=0.95) == (0.0, 0.0, 1.0)
+    assert normal_difference(0.2, 0.0, confidence=0.95) == (0.2, 0.2, 0.0)
+
+
+def test_bootstrap_difference_interval_and_p_value() -> None:
+    rng = np.random.default_rng(0)
+    d = rng.normal(1.0, 0.2, 999)
+    out = bootstrap_difference(d, confidence=0.95)
+    assert out is not None
+    assert out.low == pytest.approx(np.percentile(d, 2.5))
+    assert out.p_value == pytest.approx(2 / 1000)  # no replicate at or below 0
+    zero = bootstrap_difference(np.zeros(100), confidence=0.95)
+    assert zero == (0.0, 0.0, 1.0)
+    mostly_nan = np.full(100, np.nan)
+    mostly_nan[:40] = 1.0
+    assert bootstrap_difference(mostly_nan, confidence=0.95) is None
+
+
+# --------------------------------------------------------------------------- delta-method gradients
+
+
+def _finite_difference(
+    evaluate: Callable[[np.ndarray], dict[str, float]], n: int, rows: np.ndarray, h: float = 1e-6
+) -> dict[str, np.ndarray]:
+    out: dict[str, list[float]] = {}
+    for k in rows:
+        w_plus, w_minus = np.ones(n), np.ones(n)
+        w_plus[k] += h
+        w_minus[k] -= h
+        hi, lo = evaluate(w_plus), evaluate(w_minus)
+        for name in hi:
+            out.setdefault(name, []).append((hi[name] - lo[name]) / (2 * h))
+    return {name: np.array(v) for name, v in out.items()}
+
+
+@pytest.mark.parametrize(("task", "ties"), [("binary", False), ("binary", True), ("multiclass", True)])
+def test_score_gradients_equal_finite_differences(task: str, ties: bool) -> None:
+    if task == "binary":
+        y, _, s = _binary(3, 300, ties=ties)
+        k, positive = 2, 1
+    else:
+        y, _, s = _multiclass(3, 300)
+        k, positive = 3, None
+    prepared = ScoreStatistics(y, s, n_classes=k, positive=positive, names=SCORE_METRICS)
+    grads = score_influence(y, s, n_classes=k, positive=positive, stats=prepared)
+    order = np.arange(y.size) if prepared.row_order is None else prepared.row_order
+
+    def evaluate(w: np.ndarray) -> dict[str, float]:
+        return prepared.values(w[order])
+
+    rows = np.random.default_rng(0).choice(y.size, 40, replace=False)
+    numeric = _finite_difference(evaluate, y.size, rows)
+    for name in SCORE_METRICS:
+        g = grads[name]
+        assert g is not None
+        np.testing.assert_allclose(g[rows], numeric[name], rtol=1e-4, atol=1e-8, err_msg=name)
+        assert abs(g.sum()) < 1e-12  # scale invariance: the gradient sums to zero
+
+
+def test_regression_gradients_equal_finite_differences() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.normal(3, 2, 200)
+    yp = y + rng.normal(0, 1, 200)
+    names = ["mae", "rmse", "mape", "r2"]
+    grads = regression_influence(y, yp, names=names)
+    prepared = RegressionStatistics(y, yp, names=names, presort=False)
+    rows = np.arange(0, 200, 7)
+    numeric = _finite_difference(prepared.values, y.size, rows)
+    for name in names:
+        g = grads[name]
+        assert g is not None
+        np.testing.assert_allclose(g[rows], numeric[name], rtol=1e-4, atol=1e-9, err_msg=name)
+    assert regression_influence(np.ones(5), np.ones(5) * 2, names=["r2"])["r2"] is None
+
+
+def test_row_losses_average_to_the_metrics() -> None:
+    """The per-row losses behind the log loss / Brier gradients are the metrics' own terms."""
+    for y, p, s, k, positive in (
+        (*_binary(5, 500, ties=True), 2, 1),
+        (*_multiclass(5, 500, k=3), 3, None),
+        (*_multiclass(6, 500, k=2), 2, None),
+    ):
+        report = classification_metrics(
+            y, p, n_classes=k, class_names=[str(i) for i in range(k)], positive=positive, scores=s,
+            metrics=["log_loss", "brier_score"],
+        )
+        losses = _row_losses(y, s, n_classes=k, positive=positive, names=["log_loss", "brier_score"])
+        for name, rows in losses.items():
+            assert rows.mean() == pytest.approx(report.metrics[name], rel=1e-13), name
+
+
+def _paired_row_bootstrap(
+    y: np.ndarray, sa: np.ndarray, sb: np.ndarray, samples: int
+) -> dict[str, np.ndarray]:
+    """metric(a) - metric(b) under explicit paired row resampling (the reference)."""
+    a = ScoreStatistics(y, sa, n_classes=2, positive=1, names=SCORE_METRICS)
+    b = ScoreStatistics(y, sb, n_classes=2, positive=1, names=SCORE_METRICS)
+    rng = np.random.default_rng(7)
+    out: dict[str, list[float]] = {m: [] for m in SCORE_METRICS}
+    for _ in range(samples):
+        w = np.bincount(rng.integers(0, y.size, y.size), minlength=y.size).astype(float)
+        va = a.values(w if a.row_order is None else w[a.row_order])
+        vb = b.values(w if b.row_order is None else w[b.row_order])
+        for m in SCORE_METRICS:
+            out[m].append(va[m] - vb[m])
+    return {m: np.array(v) for m, v in out.items()}
+
+
+def test_delta_method_standard_errors_match_the_paired_bootstrap() -> None:
+    y, _, sa = _binary(8, 3000)
+    rng = np.random.default_rng(9)
+    sb = np.clip(sa + rng.normal(0, 0.25, y.size), 0, 1)
+    ga = score_influence(y, sa, n_classes=2, positive=1,
+                         stats=ScoreStatistics(y, sa, n_classes=2, positive=1, names=SCORE_METRICS))
+    gb = score_influence(y, sb, n_classes=2, positive=1,
+                         stats=ScoreStatistics(y, sb, n_classes=2, positive=1, names=SCORE_METRICS))
+    boot = _paired_row_bootstrap(y, sa, sb, samples=800)
+    for m in SCORE_METRICS:
+        ga_m, gb_m = ga[m], gb[m]
+        assert ga_m is not None and gb_m is not None
+        paired = influence_se(ga_m - gb_m)
+        assert paired == pytest.approx(boot[m].std(), rel=0.12), m
+        # pairing matters: the two scorers are correlated, so the paired SE is smaller
+        assert paired < influence_se(ga_m, gb_m), m
+
+
+def test_delong_standard_error_matches_scipy_free_reference() -> None:
+    """DeLong's variance from placements: S10 / m + S01 / n (ddof 0 equals the IJ variance)."""
+    y, _, s = _binary(10, 400, ties=True)
+    pos, neg = s[y == 1], s[y == 0]
+    v10 = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean(axis=1)
+    v01 = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean(axis=0)
+    var = v10.var() / pos.size + v01.var() / neg.size
+    g = score_influence(y, s, n_classes=2, positive=1,
+                        stats=ScoreStatistics(y, s, n_classes=2, positive=1, names=["roc_auc"]))["roc_auc"]
+    assert g is not None
+    assert influence_se(g) == pytest.approx(math.sqrt(var), rel=1e-10)
+
+
+@pytest.mark.parametrize("case", ["binary", "multiclass", "multiclass_absent_class"])
+def test_constant_scores_need_no_sort(case: str) -> None:
+    """The shortcut for probabilities shared by all rows equals the general gradients."""
+    rng = np.random.default_rng(15)
+    if case == "binary":
+        y, k, positive, row = rng.integers(0, 2, 400), 2, 1, np.array([0.3])
+        scores = np.full(y.size, 0.3)
+    else:
+        k, positive = 4, None
+        y = rng.integers(0, 3 if case.endswith("absent_class") else 4, 400)
+        row = np.array([0.1, 0.2, 0.3, 0.4])
+        scores = np.tile(row, (y.size, 1))
+    general = score_influence(
+        y, scores, n_classes=k, positive=positive,
+        stats=ScoreStatistics(y, scores, n_classes=k, positive=positive, names=SCORE_METRICS),
+    )
+    shortcut = constant_score_influence(y, row, n_classes=k, positive=positive, names=SCORE_METRICS)
+    assert general.keys() == shortcut.keys()
+    for name, g in general.items():
+        s = shortcut[name]
+        if g is None:
+            assert s is None, name
+        else:
+            assert s is not None, name
+            np.testing.assert_allclose(s, g, rtol=1e-9, atol=1e-15, err_msg=name)
+    if case == "multiclass_absent_class":
+        assert shortcut["roc_auc"] is None and shortcut["average_precision"] is not None
+
+
+def test_undefined_rankings_have_no_gradient() -> None:
+    y = np.zeros(20, dtype=np.int64)
+    s = np.linspace(0, 1, 20)
+    g = score_influence(y, s, n_classes=2, positive=1,
+                        stats=ScoreStatistics(y, s, n_classes=2, positive=1, names=SCORE_METRICS))
+    assert g["roc_auc"] is None and g["average_precision"] is None
+    assert g["log_loss"] is not None
+
+
+def test_delta_method_set_is_the_smooth_metrics() -> None:
+    assert {"median_ae", "max_error"}.isdisjoint(DELTA_METHOD_METRICS)
+    assert all(METRICS[m].source in ("scores", "values") for m in DELTA_METHOD_METRICS)
+
+
+# --------------------------------------------------------------------------- paired bootstrap
+
+
+def test_paired_confusion_replicates_are_seeded() -> None:
+    y, pa, _ = _multiclass(11, 300)
+    pb = np.roll(pa, 5)
+    names = ["accuracy", "f1_macro", "mcc"]
+
+    def draw(other: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+        return paired_confusion_replicates(
+            y, pa, other, n_classes=3, positive=None, metrics=names, samples=200, seed=seed
+        )
+
+    a, b, c = draw(pb, 1), draw(pb, 1), draw(pb, 2)
+    for m in names:
+        np.testing.assert_array_equal(a[m], b[m])
+        assert not np.array_equal(a[m], c[m])
+    same = draw(pa, 1)
+    assert all(np.all(same[m] == 0) for m in names)
+
+
+def test_paired_confusion_replicates_match_paired_row_resampling() -> None:
+    """Joint multinomial cells have the distribution of resampling the same rows for both sides."""
+    y, pa, _ = _binary(12, 400)
+    rng = np.random.default_rng(0)
+    pb = np.where(rng.random(y.size) < 0.3, 1 - pa, pa)
+    names = ["accuracy", "f1", "mcc", "precision"]
+    shortcut = paired_confusion_replicates(
+        y, pa, pb, n_classes=2, positive=1, metrics=names, samples=3000, seed=0
+    )
+    stack_a = np.empty((3000, 2, 2))
+    stack_b = np.empty((3000, 2, 2))
+    for i in range(3000):
+        idx = rng.integers(0, y.size, y.size)
+        stack_a[i] = confusion_counts(y[idx], pa[idx], n_classes=2)
+        stack_b[i] = confusion_counts(y[idx], pb[idx], n_classes=2)
+    va = confusion_metric_values(stack_a, names, positive=1)
+    vb = confusion_metric_values(stack_b, names, positive=1)
+    for m in names:
+        ref, got = va[m] - vb[m], shortcut[m]
+        assert got.mean() == pytest.approx(ref.mean(), abs=4 * ref.std() / math.sqrt(3000) * math.sqrt(2)), m
+        assert got.std() == pytest.approx(ref.std(), rel=0.08), m
+        assert stats.ks_2samp(got, ref).pvalue > 1e-3, m
+
+
+def test_paired_confusion_replicates_draw_in_blocks_for_many_cells() -> None:
+    """Many classes: non-empty joint cells only, drawn in blocks, still one seeded stream."""
+    rng = np.random.default_rng(13)
+    k = 30
+    y, pa, pb = rng.integers(0, k, 2000), rng.integers(0, k, 2000), rng.integers(0, k, 2000)
+    out = paired_confusion_replicates(
+        y, pa, pb, n_classes=k, positive=None, metrics=["accuracy"], samples=2500, seed=0
+    )["accuracy"]
+    assert out.shape == (2500,) and np.isfinite(out).all()
+    ref = (y == pa).mean() - (y == pb).mean()
+    assert abs(out.mean() - ref) < 4 * out.std() / math.sqrt(out.size)
+
+
+def test_paired_regression_replicates_use_the_same_rows() -> None:
+    rng = np.random.default_rng(14)
+    y = rng.normal(0, 1, 300)
+    a = RegressionStatistics(y, y + rng.normal(0, 0.5, 300), names=["median_ae", "max_error"])
+    same = paired_regression_replicates(a, a, metrics=["median_ae", "max_error"], samples=50, seed=0)
+    assert all(np.all(v == 0) for v in same.values())
+    b = RegressionStatistics(y, y + rng.normal(0, 1.0, 300), names=["median_ae", "max_error"])
+    d = paired_regression_replicates(a, b, metrics=["median_ae"], samples=200, seed=0)["median_ae"]
+    assert (d < 0).all()  # a's errors are half of b's, on every resample of the same rows
