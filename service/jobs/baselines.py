@@ -59,18 +59,27 @@ class Panel:
         return None if self.batch.task == "regression" else [str(c) for c in self.batch.classes or []]
 
     def report(self, side: bw.Side) -> MetricsReport:
-        """The baseline's own metrics, by the same code as the model's."""
+        """The baseline's own metrics, by the same code as the model's.
+
+        A baseline without scores (a rule, a person) gets its score metrics as undefined.
+        """
         if self.batch.task == "regression":
             return metrics_worker.regression_metrics(side.y_true, side.y_pred, metrics=self.metrics)
-        return metrics_worker.classification_metrics(
+        scoreless = [m for m in self.metrics if side.scores is None and metrics_worker.METRICS[m].needs_scores]
+        report = metrics_worker.classification_metrics(
             side.y_true,
             side.y_pred,
             n_classes=self.n_classes or 0,
             class_names=self.class_names or [],
             positive=self.positive,
             scores=side.scores,
-            metrics=self.metrics,
+            metrics=[m for m in self.metrics if m not in scoreless],
         )
+        if scoreless:
+            reason = "this baseline gives predictions without probabilities"
+            report.metrics = {m: report.metrics.get(m) for m in self.metrics}
+            report.undefined |= dict.fromkeys(scoreless, reason)
+        return report
 
     def options(self) -> dict[str, object]:
         return {
@@ -255,17 +264,30 @@ def _other_batch(
     table = store.files.read(other.data_path, columns=[c["name"] for c in other.columns if c["role"] != "feature"])
     codes = _as_model_codes(table, panel.batch)
     other_ids = table.column(SAMPLE_ID).combine_chunks()
-    position = pc.index_in(rows.sample_id, value_set=other_ids)  # model row -> other row (or null)
-    shared = pc.is_valid(position).to_numpy(zero_copy_only=False)
-    n_shared = int(shared.sum())
-    in_model = pc.is_in(other_ids, value_set=rows.sample_id).to_numpy(zero_copy_only=False)
-    details: dict[str, object] = {"batch_id": other.id, "model": {"name": other.model_name, "version": other.model_version}}
-    if n_shared > 0:
+    if other_ids.equals(rows.sample_id):
+        # The common case (same rows, same order): no hash join over a million strings.
+        shared = np.ones(len(other_ids), dtype=bool)
+        take = np.arange(len(other_ids))
+    else:
+        position = pc.index_in(rows.sample_id, value_set=other_ids)  # model row -> other row (or null)
+        shared = pc.is_valid(position).to_numpy(zero_copy_only=False)
         take = position.drop_null().to_numpy()
-        model_side = bw.Side(
-            y_true=rows.side.y_true[shared],
-            y_pred=rows.side.y_pred[shared],
-            scores=None if rows.side.scores is None else rows.side.scores[shared],
+    n_shared = int(shared.sum())
+    details: dict[str, object] = {
+        "batch_id": other.id,
+        "model": {"name": other.model_name, "version": other.model_version},
+    }
+    if n_shared > 0:
+        everything = n_shared == shared.size
+        # The model side, already prepared (sorted once) when every labeled row is shared.
+        model_side: bw.Side | bw.PreparedSide = (
+            model
+            if everything
+            else bw.Side(
+                y_true=rows.side.y_true[shared],
+                y_pred=rows.side.y_pred[shared],
+                scores=None if rows.side.scores is None else rows.side.scores[shared],
+            )
         )
         other_side = bw.Side(
             y_true=rows.side.y_true[shared],
@@ -277,9 +299,10 @@ def _other_batch(
             mode="paired",
             shared_rows=n_shared,
             model_only_rows=int(shared.size - n_shared),
-            baseline_only_rows=int((~in_model).sum()),
+            # Ids are unique on both sides, so every other-batch row not matched is baseline-only.
+            baseline_only_rows=len(other_ids) - n_shared,
             note=None
-            if n_shared == shared.size
+            if everything
             else f"compared on the {n_shared} labeled rows both batches share; ground truth from the model's batch",
         )
         return _entry(kind, name, panel.report(other_side), comparison, pairing, panel, details)

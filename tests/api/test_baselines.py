@@ -146,9 +146,19 @@ async def test_human_baseline_joins_by_sample_id_and_counts_the_unjoined(
     human = {"model": {"name": "humans", "version": "2026-11"}, "task": "binary", "positive_class": 1,
              "columns": {"sample_id": ids, "prediction": answers}}
     human_id = await post(client, human)
-    request = {"batch_id": model_id, "metrics": ["accuracy"], "baselines": {"human": {"batch_id": human_id}}}
+    request = {
+        "batch_id": model_id,
+        "metrics": ["accuracy", "roc_auc"],
+        "baselines": {"human": {"batch_id": human_id}},
+    }
+    body = batch_body(cols)
+    body["columns"]["score"] = [0.9 if p else 0.1 for p in cols["prediction"]]
+    model_id = await post(client, body)
+    request["batch_id"] = model_id
     result = await evaluate(client, run_jobs, request)
     entry = by_kind(result)["human"]
+    assert entry["metrics"]["roc_auc"] is None and "without probabilities" in entry["undefined"]["roc_auc"]
+    assert entry["significance"]["roc_auc"]["verdict"] == "undefined"
     assert entry["kind"] == "human"
     pairing = entry["pairing"]
     assert (pairing["mode"], pairing["shared_rows"], pairing["model_only_rows"], pairing["baseline_only_rows"]) == (
