@@ -42,7 +42,9 @@ class Gate(WireModel):
 class EvaluationCreate(WireModel):
     batch_id: str
     metrics: list[str] | None = Field(
-        default=None, description="Metric names (scikit-learn's); absent = every metric the task supports."
+        default=None,
+        min_length=1,
+        description="Metric names (scikit-learn's); absent = every metric the task supports."
     )
     bootstrap: Bootstrap | None = None
     gates: list[Gate] | None = None

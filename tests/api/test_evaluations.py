@@ -195,6 +195,7 @@ async def test_jobs_list_pages_and_filters(client: httpx.AsyncClient, run_jobs: 
     [
         ({"batch_id": "nope"}, "batch_id"),
         ({"metrics": ["accuracy", "bogus"]}, "metrics"),
+        ({"metrics": []}, "metrics"),
         ({"metrics": ["mae"]}, "metrics"),
         ({"calibration": {"bins": 10}}, "calibration"),
         ({"gates": [{"metric": "r2", "min": 0.5}]}, "gates[0].metric"),
