@@ -7,11 +7,12 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from schemas.baselines import BaselinesRequest
+from schemas.calibration import CalibrationRequest, ConfidenceRequest
 from schemas.common import WireModel
 
 # Sections of DESIGN.md whose workers are not in this version yet. They are accepted by the
 # schema (so a client sees one clear message rather than "extra field") and refused in the API.
-PLANNED_SECTIONS = ("calibration", "confidence", "slices", "robustness", "callback_url")
+PLANNED_SECTIONS = ("slices", "robustness", "callback_url")
 
 
 class Bootstrap(WireModel):
@@ -49,8 +50,8 @@ class EvaluationCreate(WireModel):
     bootstrap: Bootstrap | None = None
     gates: list[Gate] | None = None
     baselines: BaselinesRequest | None = None
-    calibration: dict[str, Any] | None = None
-    confidence: dict[str, Any] | None = None
+    calibration: CalibrationRequest | None = None
+    confidence: ConfidenceRequest | None = None
     slices: dict[str, Any] | None = None
     robustness: dict[str, Any] | None = None
     callback_url: str | None = None

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from schemas.baselines import BaselineResult
 from schemas.batches import Task
+from schemas.calibration import CalibrationResult, ConfidenceResult
 from schemas.common import ModelRef, WireModel
 from schemas.metrics import ClassMetrics, ConfusionMatrix, Interval
 
@@ -51,5 +52,7 @@ class EvaluationResult(WireModel):
     per_class: dict[str, ClassMetrics] | None = None
     confusion_matrix: ConfusionMatrix | None = None
     baselines: list[BaselineResult] = Field(default_factory=list)
+    calibration: CalibrationResult | None = None
+    confidence: ConfidenceResult | None = None
     findings: list[Finding] = Field(default_factory=list)
     gates: GateReport = Field(default_factory=lambda: GateReport(passed=True))

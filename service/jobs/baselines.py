@@ -20,7 +20,6 @@ from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
 from service.store import Store
 from service.store.records import BatchRecord
 from service.workers import baselines as bw
-from service.workers import metrics as metrics_worker
 
 Progress = Callable[[float], None]
 
@@ -58,28 +57,19 @@ class Panel:
     def class_names(self) -> list[str] | None:
         return None if self.batch.task == "regression" else [str(c) for c in self.batch.classes or []]
 
-    def report(self, side: bw.Side) -> MetricsReport:
-        """The baseline's own metrics, by the same code as the model's.
+    def prepare(self, side: bw.Side) -> bw.PreparedSide:
+        """A baseline side with its own report (same code as the model's) and test statistics.
 
         A baseline without scores (a rule, a person) gets its score metrics as undefined.
         """
-        if self.batch.task == "regression":
-            return metrics_worker.regression_metrics(side.y_true, side.y_pred, metrics=self.metrics)
-        scoreless = [m for m in self.metrics if side.scores is None and metrics_worker.METRICS[m].needs_scores]
-        report = metrics_worker.classification_metrics(
-            side.y_true,
-            side.y_pred,
-            n_classes=self.n_classes or 0,
-            class_names=self.class_names or [],
+        return bw.prepare_side(
+            side,
+            task=self.batch.task,
+            metrics=self.metrics,
+            n_classes=self.n_classes,
             positive=self.positive,
-            scores=side.scores,
-            metrics=[m for m in self.metrics if m not in scoreless],
+            class_names=self.class_names,
         )
-        if scoreless:
-            reason = "this baseline gives predictions without probabilities"
-            report.metrics = {m: report.metrics.get(m) for m in self.metrics}
-            report.undefined |= dict.fromkeys(scoreless, reason)
-        return report
 
     def options(self) -> dict[str, object]:
         return {
@@ -107,27 +97,21 @@ def run_baselines(
     batch: BatchRecord,
     request: EvaluationCreate,
     rows: LabeledRows,
-    model_metrics: list[str],
+    model: bw.PreparedSide,
     *,
     progress: Progress,
 ) -> tuple[list[BaselineResult], list[Finding]]:
+    """Every requested baseline against ``model`` (prepared once: its scores sorted once)."""
     spec = request.baselines
     assert spec is not None
     boot = request.bootstrap
     panel = Panel(
         batch=batch,
-        metrics=model_metrics,
-        primary=primary_metric(request, model_metrics, batch.task),
+        metrics=list(model.metrics),
+        primary=primary_metric(request, list(model.metrics), batch.task),
         samples=boot.samples if boot else 1000,
         confidence=boot.confidence if boot else 0.95,
         seed=boot.seed if boot else 0,
-    )
-    model = bw.prepare_side(
-        rows.side,
-        task=batch.task,
-        metrics=panel.metrics,
-        n_classes=panel.n_classes,
-        positive=panel.positive,
     )
     steps: list[Callable[[], list[BaselineResult]]] = []
     if batch.task != "regression":
@@ -208,9 +192,10 @@ def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[
         sides = [("zero_rule", side, "most frequent class")]
     results = []
     for name, side, predicts in sides:
-        comparison = bw.compare(model, side, paired=True, **panel.options())  # type: ignore[arg-type]
+        prepared = panel.prepare(side) if panel.batch.task == "regression" else side
+        comparison = bw.compare(model, prepared, paired=True, **panel.options())  # type: ignore[arg-type]
         report = (
-            panel.report(side)
+            prepared.report  # type: ignore[union-attr]
             if panel.batch.task == "regression"
             # Closed form, equal to the metrics of the constant predictions (tested), in microseconds.
             else bw.zero_rule_metrics(
@@ -245,10 +230,10 @@ def heuristic_predictions(heuristic: Heuristic, table: pa.Table, batch: BatchRec
 
 def _heuristic(panel: Panel, model: bw.PreparedSide, rows: LabeledRows, heuristic: Heuristic) -> BaselineResult:
     pred = heuristic_predictions(heuristic, rows.table, panel.batch)
-    side = bw.Side(y_true=rows.side.y_true, y_pred=pred)
+    side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred))
     comparison = bw.compare(model, side, paired=True, **panel.options())  # type: ignore[arg-type]
     details = {"rules": [r.model_dump() for r in heuristic.rules], "otherwise": heuristic.otherwise}
-    return _entry("heuristic", heuristic.name, panel.report(side), comparison, _paired(rows), panel, details)
+    return _entry("heuristic", heuristic.name, side.report, comparison, _paired(rows), panel, details)
 
 
 def _other_batch(
@@ -289,10 +274,12 @@ def _other_batch(
                 scores=None if rows.side.scores is None else rows.side.scores[shared],
             )
         )
-        other_side = bw.Side(
-            y_true=rows.side.y_true[shared],
-            y_pred=codes.y_pred[take],
-            scores=None if codes.scores is None else codes.scores[take],
+        other_side = panel.prepare(
+            bw.Side(
+                y_true=rows.side.y_true[shared],
+                y_pred=codes.y_pred[take],
+                scores=None if codes.scores is None else codes.scores[take],
+            )
         )
         comparison = bw.compare(model_side, other_side, paired=True, **panel.options())  # type: ignore[arg-type]
         pairing = Pairing(
@@ -305,12 +292,14 @@ def _other_batch(
             if everything
             else f"compared on the {n_shared} labeled rows both batches share; ground truth from the model's batch",
         )
-        return _entry(kind, name, panel.report(other_side), comparison, pairing, panel, details)
+        return _entry(kind, name, other_side.report, comparison, pairing, panel, details)
     labeled = codes.labeled
-    other_side = bw.Side(
-        y_true=codes.y_true[labeled].astype(rows.side.y_true.dtype),
-        y_pred=codes.y_pred[labeled],
-        scores=None if codes.scores is None else codes.scores[labeled],
+    unpaired_side = panel.prepare(
+        bw.Side(
+            y_true=codes.y_true[labeled].astype(rows.side.y_true.dtype),
+            y_pred=codes.y_pred[labeled],
+            scores=None if codes.scores is None else codes.scores[labeled],
+        )
     )
     pairing = Pairing(
         mode="unpaired",
@@ -320,8 +309,8 @@ def _other_batch(
         note="no sample ids in common: each side is evaluated on its own labeled rows and compared unpaired, "
         "so differences may come from the data as much as from the models",
     )
-    comparison = bw.compare(model, other_side, paired=False, **panel.options())  # type: ignore[arg-type]
-    return _entry(kind, name, panel.report(other_side), comparison, pairing, panel, details)
+    comparison = bw.compare(model, unpaired_side, paired=False, **panel.options())  # type: ignore[arg-type]
+    return _entry(kind, name, unpaired_side.report, comparison, pairing, panel, details)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from service.expressions import parse
 from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, SCORE, score_column
 from service.jobs.baselines import LabeledRows, run_baselines
 from service.jobs.gates import check_gates
+from service.jobs.probabilities import regression_confidence, run_calibration, run_confidence
 from service.store import Store
 from service.store.records import BatchRecord, JobRecord
 from service.workers import bootstrap as bootstrap_worker
 from service.workers import metrics as metrics_worker
-from service.workers.baselines import Side
+from service.workers.baselines import PreparedSide, Side, prepare_side
 
 Progress = Callable[[float], None]
 
@@ -44,9 +45,7 @@ class EvaluationData:
 
 def metric_columns(batch: BatchRecord) -> list[str]:
     """The columns the metrics read: labels, predictions and scores (not ids or features)."""
-    return [
-        c["name"] for c in batch.columns if c["role"] in ("label", "prediction", "score")
-    ]
+    return [c["name"] for c in batch.columns if c["role"] in ("label", "prediction", "score", "interval")]
 
 
 def baseline_columns(request: EvaluationCreate) -> list[str]:
@@ -124,6 +123,24 @@ def compute_metrics(
     )
 
 
+def prepare_model(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> PreparedSide:
+    """The model's metrics together with what the baseline tests need, from one pass over its scores."""
+    has_scores = data.scores is not None
+    names = request.metrics or metrics_worker.default_metrics(batch.task, has_scores=has_scores)
+    # prepare_side tolerates a side without scores (baselines may lack them); the model may not.
+    metrics_worker.validate_metric_names(batch.task, names, has_scores=has_scores)
+    classes = batch.classes or []
+    regression = batch.task == "regression"
+    return prepare_side(
+        Side(data.y_true, data.y_pred, data.scores),
+        task=batch.task,
+        metrics=names,
+        n_classes=None if regression else len(classes),
+        positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
+        class_names=None if regression else [str(c) for c in classes],
+    )
+
+
 def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> EvaluationResult:
     request = EvaluationCreate.model_validate(job.request)
     batch = store.meta.get_batch(request.batch_id)
@@ -131,6 +148,7 @@ def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> Evalu
     progress(0.05)
     data = evaluation_data(table, batch)
     findings: list[Finding] = []
+    prepared: PreparedSide | None = None
     if data.y_true.size == 0:
         report = _no_labels_report(batch, request, data)
         findings.append(
@@ -141,17 +159,29 @@ def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> Evalu
                 details={"rows": batch.rows, "fix": f"PUT /v1/batches/{batch.id}/labels"},
             )
         )
+    elif request.baselines is not None:
+        prepared = prepare_model(data, batch, request)
+        report = prepared.report.model_copy()
     else:
         report = compute_metrics(data, batch, request)
     progress(0.2)
     if request.bootstrap is not None and data.y_true.size > 0:
         report.intervals = _bootstrap(data, batch, request, report, progress)
+    calibration, confidence = None, None
+    if request.calibration is not None and data.y_true.size > 0 and data.scores is not None:
+        calibration, calibration_findings = run_calibration(data.y_true, data.scores, batch, request)
+        findings += calibration_findings
+    if request.confidence is not None and data.y_true.size > 0:
+        if batch.task == "regression":
+            confidence = regression_confidence(table, request.confidence)
+        else:
+            confidence = run_confidence(data.y_true, data.y_pred, data.scores, request.confidence)
     progress(0.6)
     baseline_results = []
-    if request.baselines is not None and data.y_true.size > 0:
+    if prepared is not None:
         rows = labeled_rows(table, data)
         baseline_results, baseline_findings = run_baselines(
-            store, batch, request, rows, list(report.metrics), progress=lambda f: progress(0.6 + 0.35 * f)
+            store, batch, request, rows, prepared, progress=lambda f: progress(0.6 + 0.35 * f)
         )
         findings += baseline_findings
     progress(0.95)
@@ -183,6 +213,8 @@ def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> Evalu
         per_class=report.per_class,
         confusion_matrix=report.confusion_matrix,
         baselines=baseline_results,
+        calibration=calibration,
+        confidence=confidence,
         findings=findings,
         gates=gates,
     )

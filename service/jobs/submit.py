@@ -97,6 +97,31 @@ def validate_baselines(store: Store, request: EvaluationCreate, batch: BatchReco
         raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
 
 
+def validate_probability_sections(request: EvaluationCreate, batch: BatchRecord) -> None:
+    """Calibration needs probabilities; confidence needs them too, or regression intervals."""
+    issues: list[FieldIssue] = []
+    names = {c["name"] for c in batch.columns}
+    if request.calibration is not None:
+        if batch.task == "regression":
+            issues.append(FieldIssue("calibration", "calibration is for classification batches; remove it"))
+        elif not _has_scores(batch):
+            issues.append(
+                FieldIssue("calibration", "the batch has no predicted probabilities (`score` / `score__<class>`)")
+            )
+    if request.confidence is not None:
+        if batch.task == "regression":
+            if not {"lower", "upper"} <= names:
+                issues.append(
+                    FieldIssue("confidence", "a regression batch needs `lower` and `upper` prediction-interval columns")
+                )
+        elif not _has_scores(batch):
+            issues.append(
+                FieldIssue("confidence", "the batch has no predicted probabilities (`score` / `score__<class>`)")
+            )
+    if issues:
+        raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
+
+
 def _keys(classes: list[Label] | None) -> list[str]:
     return [repr(c) for c in classes or []]
 
@@ -132,6 +157,7 @@ def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreat
         ) from exc
     validate_request(request, batch)
     validate_baselines(store, request, batch)
+    validate_probability_sections(request, batch)
     job = JobRecord(
         id=new_id("j"),
         batch_id=batch.id,

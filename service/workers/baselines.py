@@ -48,9 +48,11 @@ from service.workers.metrics import (
     check_classification_inputs,
     check_regression_inputs,
     classification_metrics,
+    classification_report,
     confusion_counts,
     confusion_metric_values,
     default_metrics,
+    regression_report,
     validate_metric_names,
 )
 from service.workers.significance import (
@@ -114,6 +116,7 @@ class PreparedSide:
     gradients: dict[str, np.ndarray | None]  # delta-method metrics; None = undefined
     confusion: np.ndarray | None = None  # K x K counts (classification)
     regression_stats: RegressionStatistics | None = field(default=None, repr=False)
+    report: MetricsReport | None = field(default=None, repr=False)  # the side's own metrics report
 
     @property
     def n(self) -> int:
@@ -308,6 +311,9 @@ def constant_regression_predictions(y_true: np.ndarray, *, statistic: Literal["m
 # --------------------------------------------------------------------------- preparing sides
 
 
+NO_PROBABILITIES = "this baseline gives predictions without probabilities"
+
+
 def prepare_side(
     side: Side,
     *,
@@ -315,8 +321,9 @@ def prepare_side(
     metrics: Sequence[str],
     n_classes: int | None = None,
     positive: int | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> PreparedSide:
-    """Validate a side and compute its metric values and delta-method gradients once.
+    """Validate a side and compute its metric values, report and delta-method gradients once.
 
     Parameters
     ----------
@@ -327,6 +334,18 @@ def prepare_side(
         undefined (NaN), not an error: a human or heuristic baseline has labels only.
     n_classes, positive
         Classification only, as :func:`~service.workers.metrics.classification_metrics`.
+    class_names : sequence of str, optional
+        Classification only: names for the report (default the codes).
+
+    Returns
+    -------
+    PreparedSide
+        ``report`` equals :func:`~service.workers.metrics.classification_metrics` /
+        :func:`~service.workers.metrics.regression_metrics` on the same inputs (from
+        the same sort), except that score metrics of a side without scores are None
+        with the reason :data:`NO_PROBABILITIES` instead of an error. For scores
+        shared by every row (a zero rule) the score values come from a closed form
+        and may differ from ``classification_metrics`` in the last bits.
     """
     names = list(metrics)
     validate_metric_names(task, names, has_scores=True)
@@ -341,27 +360,39 @@ def prepare_side(
     yt, yp, sc = check_classification_inputs(
         side.y_true, side.y_pred, n_classes=n_classes, positive=positive, scores=side.scores
     )
+    names_list = [str(c) for c in (class_names if class_names is not None else range(n_classes))]
+    if len(names_list) != n_classes or len(set(names_list)) != n_classes:
+        raise ValueError(f"class_names must hold {n_classes} distinct names, got {names_list!r}.")
     cm = confusion_counts(yt, yp, n_classes=n_classes)
     conf = [m for m in names if METRICS[m].source == "confusion"]
     values = {m: float(v) for m, v in confusion_metric_values(cm, conf, positive=positive).items()}
-    score_values, gradients = _score_side(
-        yt, sc, cm, positive=positive, names=[m for m in names if METRICS[m].source == "scores"]
-    )
+    score_names = [m for m in names if METRICS[m].source == "scores"]
+    score_values, gradients, n_clipped = _score_side(yt, sc, cm, positive=positive, names=score_names)
     values.update(score_values)
+    scoreless = score_names if sc is None else []
+    reported = [m for m in names if m not in scoreless]
+    report = classification_report(
+        cm, names=reported, class_names=names_list, positive=positive,
+        values={m: values[m] for m in reported}, n_clipped=n_clipped,
+    )
+    if scoreless:
+        report.metrics = {m: report.metrics.get(m) for m in names}
+        report.undefined |= dict.fromkeys(scoreless, NO_PROBABILITIES)
     return PreparedSide(
         side=Side(yt, yp, sc), task=task, n_classes=n_classes, positive=positive, metrics=tuple(names),
-        values={m: values[m] for m in names}, gradients=gradients, confusion=cm,
+        values={m: values[m] for m in names}, gradients=gradients, confusion=cm, report=report,
     )
 
 
 def _score_side(
     y_true: np.ndarray, scores: np.ndarray | None, cm: np.ndarray, *, positive: int | None, names: list[str]
-) -> tuple[dict[str, float], dict[str, np.ndarray | None]]:
-    """Values and gradients of the score metrics; NaN / None without scores or rows."""
+) -> tuple[dict[str, float], dict[str, np.ndarray | None], int]:
+    """Values and gradients of the score metrics (NaN / None without scores or rows), and
+    the number of rows whose true class got probability 0."""
     values: dict[str, float] = dict.fromkeys(names, np.nan)
     gradients: dict[str, np.ndarray | None] = dict.fromkeys(names)
     if not names or scores is None or not y_true.size:
-        return values, gradients
+        return values, gradients, 0
     k = cm.shape[0]
     shared = _shared_score_row(scores)
     if shared is not None:
@@ -370,11 +401,18 @@ def _score_side(
         gradients.update(
             constant_score_influence(y_true, shared, n_classes=k, positive=positive, names=names)
         )
+        if positive is not None:
+            p_true = np.full(k, 1.0 - float(shared[0]))
+            p_true[positive] = float(shared[0])
+        else:
+            p_true = shared
+        n_clipped = int(cm.sum(axis=1)[p_true <= 0].sum())
     else:
         stats = ScoreStatistics(y_true, scores, n_classes=k, positive=positive, names=names)
         values.update(stats.values())
         gradients.update(score_influence(y_true, scores, n_classes=k, positive=positive, stats=stats))
-    return values, gradients
+        n_clipped = stats.n_clipped
+    return values, gradients, n_clipped
 
 
 def _shared_score_row(scores: np.ndarray) -> np.ndarray | None:
@@ -399,12 +437,18 @@ def _constant_score_values(
 def _prepare_regression(side: Side, names: list[str]) -> PreparedSide:
     yt, yp = check_regression_inputs(side.y_true, side.y_pred)
     resampled = [m for m in names if m not in DELTA_METHOD_METRICS]
+    # the report's values in row order, as regression_metrics (sums over presorted
+    # rows could differ in the last bits)
+    stats = RegressionStatistics(yt, yp, names=names, presort=False)
+    values = stats.values()
     # presorting by |error| makes each bootstrap median a cumulative sum
-    stats = RegressionStatistics(yt, yp, names=names, presort=bool(resampled))
+    boot = stats
+    if resampled and "median_ae" in names:
+        boot = RegressionStatistics(yt, yp, names=names, presort=True)
     return PreparedSide(
         side=Side(yt, yp), task="regression", n_classes=None, positive=None, metrics=tuple(names),
-        values=stats.values(), gradients=regression_influence(yt, yp, names=names),
-        regression_stats=stats if resampled else None,
+        values=values, gradients=regression_influence(yt, yp, names=names),
+        regression_stats=boot if resampled else None, report=regression_report(stats, values),
     )
 
 
@@ -619,8 +663,9 @@ def _difference_interval(
     if gm is None or gb is None:
         return None, test
     difference = m.values[name] - b.values[name]
-    gradients = [gm - gb] if paired else [gm, gb]
-    return delta_method_difference(difference, gradients, confidence=confidence), test
+    if paired:
+        return delta_method_difference(difference, [], confidence=confidence, paired=(gm, gb)), test
+    return delta_method_difference(difference, [gm, gb], confidence=confidence), test
 
 
 def _shifted_interval(

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -395,7 +396,8 @@ def confusion_counts(
     Returns int64 counts without weights, float64 weight sums with weights
     (like ``sklearn.metrics.confusion_matrix(..., labels=range(K))``).
     """
-    flat = y_true * n_classes + y_pred
+    flat = y_true * n_classes
+    flat += y_pred
     k2 = n_classes * n_classes
     if sample_weight is None:
         return np.bincount(flat, minlength=k2).reshape(n_classes, n_classes)
@@ -543,11 +545,10 @@ class _Curve:
         # and cumulative sums at the end do not depend on the order inside the run.
         desc = np.argsort(score)[::-1]
         s = score[desc]
-        ends: np.ndarray | None = np.flatnonzero(s[1:] != s[:-1])
-        if ends is not None and ends.size == s.size - 1:
-            ends = None
-        elif ends is not None:
-            ends = np.append(ends, s.size - 1)
+        changes = s[1:] != s[:-1]
+        ends: np.ndarray | None = None
+        if not changes.all():
+            ends = np.append(np.flatnonzero(changes), s.size - 1)
         return cls(order=desc if reorder else None, is_pos=is_pos[desc], ends=ends), desc
 
     def counts(self, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -557,10 +558,7 @@ class _Curve:
         products do not use BLAS and are several times slower.
         """
         if weights is None:
-            tps = np.cumsum(self.is_pos)
-            ends = np.arange(tps.size) if self.ends is None else self.ends
-            tps = tps if self.ends is None else tps[ends]
-            return tps.astype(np.float64), (ends + 1 - tps).astype(np.float64)
+            return self.unweighted_counts
         w = np.asarray(weights if self.order is None else weights[self.order], dtype=np.float64)
         tps = np.cumsum(np.where(self.is_pos, w, 0.0))
         # a second cumulative sum, not total - tps, keeps fps exact near 0 (as sklearn)
@@ -568,6 +566,41 @@ class _Curve:
         if self.ends is None:
             return tps, fps
         return tps[self.ends], fps[self.ends]
+
+    def _distinct_roc_auc_and_ap(self, want: set[str]) -> dict[str, float]:
+        """:meth:`roc_auc_and_ap` of distinct scores without weights, with one n-row temporary.
+
+        Every row is a threshold, so ``dTP`` is ``is_pos``, ``dFP`` its negation and
+        ``TP + FP`` the depth ``1 .. n``: the area is ``2 sum_neg TP`` (integers, exact)
+        and AP the mean of ``TP / depth`` over the positives.
+        """
+        tps = self.unweighted_counts[0]
+        n = tps.size
+        n_pos = float(tps[-1])
+        n_neg = float(n) - n_pos
+        if n_pos <= 0 or n_neg <= 0:
+            return dict.fromkeys(want, np.nan)
+        out: dict[str, float] = {}
+        if "roc_auc" in want:
+            area = 2.0 * float(np.sum(tps, where=~self.is_pos))
+            out["roc_auc"] = area / (2.0 * n_pos * n_neg)
+        if "average_precision" in want:
+            precision = np.arange(1.0, n + 1.0)
+            np.divide(tps, precision, out=precision)
+            out["average_precision"] = max(0.0, float(np.sum(precision, where=self.is_pos)) / n_pos)
+        return out
+
+    @cached_property
+    def unweighted_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`counts` without weights, computed once (the delta method reuses them)."""
+        tps = np.cumsum(self.is_pos, dtype=np.float64)
+        if self.ends is None:
+            fps = np.arange(1.0, tps.size + 1.0)
+        else:
+            tps = tps[self.ends]
+            fps = self.ends + 1.0
+        fps -= tps
+        return tps, fps
 
     def roc_auc_and_ap(self, weights: np.ndarray | None, want: set[str]) -> dict[str, float]:
         """ROC AUC and/or average precision of this ranking; NaN when undefined.
@@ -580,6 +613,8 @@ class _Curve:
             AUC = sum_k (FP_k - FP_{k-1}) (TP_k + TP_{k-1}) / (2 P N)     (trapezoids)
             AP  = sum_k (TP_k - TP_{k-1}) / P * TP_k / (TP_k + FP_k)       (sklearn's step sum)
         """
+        if weights is None and self.ends is None and self.is_pos.size:
+            return self._distinct_roc_auc_and_ap(want)
         tps, fps = self.counts(weights)
         if not tps.size:
             return dict.fromkeys(want, np.nan)
@@ -589,18 +624,29 @@ class _Curve:
             # the scores without negatives, so neither says anything about the ranking
             return dict.fromkeys(want, np.nan)
         out: dict[str, float] = {}
-        dtp = np.diff(tps, prepend=0)
+        # n-row temporaries are costly (fresh pages): differences written in place
+        dtp = _steps(tps)
         if "roc_auc" in want:
-            dfp = np.diff(fps, prepend=0)
+            dfp = _steps(fps)
             # (TP_k + TP_{k-1}) = 2 TP_k - dTP_k
             area = 2 * np.dot(dfp, tps) - np.dot(dfp, dtp)
             out["roc_auc"] = float(area) / (2.0 * float(n_pos) * float(n_neg))
         if "average_precision" in want:
             predicted = tps + fps
-            # nothing predicted yet (zero-weight rows on top) means dTP == 0 there too
-            precision = np.divide(tps, predicted, out=np.zeros(tps.shape), where=predicted != 0)
+            # nothing predicted yet (zero-weight rows on top) means dTP == 0 there too;
+            # those entries of ``predicted`` are already the 0 the precision needs
+            precision = np.divide(tps, predicted, out=predicted, where=predicted != 0)
             out["average_precision"] = max(0.0, float(np.dot(dtp, precision)) / float(n_pos))
         return out
+
+
+def _steps(cumulative: np.ndarray) -> np.ndarray:
+    """``np.diff(cumulative, prepend=0)`` with one allocation."""
+    out = np.empty_like(cumulative)
+    if cumulative.size:
+        out[0] = cumulative[0]
+        np.subtract(cumulative[1:], cumulative[:-1], out=out[1:])
+    return out
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> float:
@@ -651,16 +697,16 @@ class ScoreStatistics:
         self._binary = positive is not None
         self.curves: list[_Curve] = []
         self.row_order: np.ndarray | None = None
+        eps = np.finfo(np.float64).eps
         if positive is not None:
+            # per-row terms in input order first (the delta method needs them there),
+            # then gathered into the ranking's order
             is_pos = y_true == positive
-            if want & {"roc_auc", "average_precision"}:
-                curve, desc = _Curve.of(is_pos, scores, reorder=False)
-                self.curves = [curve]
-                self.row_order = np.ascontiguousarray(desc)
-                is_pos, scores = curve.is_pos, scores[desc]
             p_true = np.where(is_pos, scores, 1 - scores)
-            brier_rows = (is_pos - scores) ** 2 if "brier_score" in want else None
-            scale = 1.0
+            brier_rows = None
+            if "brier_score" in want:
+                brier_rows = is_pos - scores
+                brier_rows *= brier_rows
         else:
             if want & {"roc_auc", "average_precision"}:
                 columns = np.ascontiguousarray(scores.T)
@@ -673,22 +719,36 @@ class ScoreStatistics:
                 diff = np.array(scores, dtype=np.float64)
                 diff[np.arange(y_true.size), y_true] -= 1
                 brier_rows = np.einsum("ij,ij->i", diff, diff)
-            # sklearn brier_score_loss(scale_by_half="auto") halves only with < 3 columns
-            scale = 0.5 if n_classes < 3 else 1.0
-        self._p_true = p_true
+                # sklearn brier_score_loss(scale_by_half="auto") halves only with < 3 columns
+                if n_classes < 3:
+                    brier_rows *= 0.5
+        self.n_clipped = int(np.count_nonzero(p_true <= 0))
+        """Rows whose true class got probability 0 (log loss clips them to eps)."""
+        log_rows = None
         if "log_loss" in want:
             # sklearn 1.9 clips to [eps, 1 - eps] with the eps of the probabilities'
             # dtype, which is float64 here (see _check_scores)
-            eps = np.finfo(np.float64).eps
-            self._log_rows: np.ndarray | None = -np.log(np.clip(p_true, eps, 1 - eps))
-        else:
-            self._log_rows = None
-        self._brier_rows = brier_rows if brier_rows is None else brier_rows * scale
+            log_rows = np.clip(p_true, eps, 1 - eps, out=p_true if positive is not None else None)
+            np.log(log_rows, out=log_rows)
+            np.negative(log_rows, out=log_rows)
+        #: per-row log loss / Brier terms in input order (their means are the metrics)
+        self.row_losses: dict[str, np.ndarray] = {}
+        if log_rows is not None:
+            self.row_losses["log_loss"] = log_rows
+        if brier_rows is not None:
+            self.row_losses["brier_score"] = brier_rows
+        if positive is not None and want & {"roc_auc", "average_precision"}:
+            curve, desc = _Curve.of(is_pos, scores, reorder=False)
+            self.curves = [curve]
+            self.row_order = desc
 
-    @property
-    def n_clipped(self) -> int:
-        """Rows whose true class got probability 0 (log loss clips them to eps)."""
-        return int(np.count_nonzero(self._p_true <= 0))
+    def _losses_in_row_order(self, name: str) -> np.ndarray:
+        """Per-row losses in ``row_order`` (gathered once, when weights first ask for them)."""
+        cache = self.__dict__.setdefault("_ordered_losses", {})
+        if name not in cache:
+            rows = self.row_losses[name]
+            cache[name] = rows if self.row_order is None else rows[self.row_order]
+        return cache[name]
 
     def values(self, weights: np.ndarray | None = None) -> dict[str, float]:
         """The prepared metrics under ``weights`` (in ``row_order``); NaN = undefined."""
@@ -711,12 +771,11 @@ class ScoreStatistics:
                     out["average_precision"] = (
                         float(np.mean(np.nan_to_num(aps, nan=0.0))) if present >= 2 else np.nan
                     )
-        if "log_loss" in want:
-            assert self._log_rows is not None
-            out["log_loss"] = _weighted_mean(self._log_rows, weights)
-        if "brier_score" in want:
-            assert self._brier_rows is not None
-            out["brier_score"] = _weighted_mean(self._brier_rows, weights)
+        # unweighted means do not depend on the row order: no gather needed
+        for name in ("log_loss", "brier_score"):
+            if name in want:
+                rows = self.row_losses[name] if weights is None else self._losses_in_row_order(name)
+                out[name] = _weighted_mean(rows, weights)
         return {n: out[n] for n in self.names}
 
 
@@ -911,28 +970,69 @@ def classification_metrics(
 
     counts = confusion_counts(y_true, y_pred, n_classes=n_classes)
     cm = counts if w is None else confusion_counts(y_true, y_pred, n_classes=n_classes, sample_weight=w)
-    rates = _ClassRates.of(cm)
-    undefined: dict[str, str] = {}
-    notes: dict[str, str] = {}
     values: dict[str, float] = {}
-
-    if not rates.total > 0:
-        reason = (
-            "no labeled rows to evaluate" if n == 0 else "every row has sample weight 0"
-        ) + "; the metric needs at least one row with ground truth."
-        values = dict.fromkeys(names, np.nan)
-        undefined = dict.fromkeys(names, reason)
-    else:
+    n_clipped = 0
+    if float(cm.sum()) > 0:
         conf_names = [m for m in names if METRICS[m].source == "confusion"]
         values.update(
             {k: float(v) for k, v in confusion_metric_values(cm, conf_names, positive=positive).items()}
         )
-        stats: ScoreStatistics | None = None
         if scores is not None and any(METRICS[m].source == "scores" for m in names):
             stats = ScoreStatistics(y_true, scores, n_classes=n_classes, positive=positive, names=names)
             sw = None if w is None else (w if stats.row_order is None else w[stats.row_order])
             values.update(stats.values(sw))
-        _explain(values, rates, names_list, positive, stats, undefined, notes)
+            n_clipped = stats.n_clipped
+    return classification_report(
+        counts, cm=cm, names=names, class_names=names_list, positive=positive, values=values,
+        n_clipped=n_clipped,
+        no_rows_reason="no labeled rows to evaluate" if n == 0 else "every row has sample weight 0",
+    )
+
+
+def classification_report(
+    counts: np.ndarray,
+    *,
+    names: Sequence[str],
+    class_names: Sequence[str],
+    positive: int | None,
+    values: dict[str, float],
+    n_clipped: int = 0,
+    cm: np.ndarray | None = None,
+    no_rows_reason: str = "no labeled rows to evaluate",
+) -> MetricsReport:
+    """The :class:`MetricsReport` of already computed metric values (what
+    :func:`classification_metrics` returns), with reasons, notes, per-class metrics
+    and the confusion matrix.
+
+    Parameters
+    ----------
+    counts : ndarray of int, shape (K, K)
+        Row-count confusion matrix (:func:`confusion_counts`).
+    names : sequence of str
+        Metrics in report order; ``values`` must hold each (NaN = undefined) unless
+        the matrix is empty.
+    class_names : sequence of str
+    positive : int or None
+    values : dict of str to float
+    n_clipped : int
+        :attr:`ScoreStatistics.n_clipped` (rows whose true class got probability 0).
+    cm : ndarray, optional
+        Weighted confusion matrix the values came from (default ``counts``).
+    no_rows_reason : str
+        Why nothing is defined when the (weighted) matrix is empty.
+    """
+    names_list = [str(c) for c in class_names]
+    rates = _ClassRates.of(counts if cm is None else cm)
+    undefined: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    if not rates.total > 0:
+        reason = no_rows_reason + "; the metric needs at least one row with ground truth."
+        values = dict.fromkeys(names, np.nan)
+        undefined = dict.fromkeys(names, reason)
+    else:
+        wanted = set(names)
+        values = {m: v for m, v in values.items() if m in wanted}
+        _explain(values, rates, names_list, positive, n_clipped, undefined, notes)
 
     per_class, per_class_undefined = _per_class(rates, counts, names_list)
     undefined.update(per_class_undefined)
@@ -980,7 +1080,7 @@ def _explain(
     rates: _ClassRates,
     class_names: list[str],
     positive: int | None,
-    stats: ScoreStatistics | None,
+    n_clipped: int,
     undefined: dict[str, str],
     notes: dict[str, str],
 ) -> None:
@@ -1037,8 +1137,8 @@ def _explain(
                 f"{_plural(absent, 'has', 'have')} no labeled rows: one-vs-rest average "
                 "precision counts as 0 for it in the macro average (as scikit-learn)."
             )
-        elif name == "log_loss" and stats is not None and stats.n_clipped:
-            k = stats.n_clipped
+        elif name == "log_loss" and n_clipped:
+            k = n_clipped
             notes[name] = (
                 f"{k} row{'s' if k != 1 else ''} give probability 0 to the true class; "
                 "clipped to machine epsilon as scikit-learn, each adds about 36 to the summed loss."
@@ -1121,13 +1221,22 @@ def regression_metrics(
     validate_metric_names("regression", names, has_scores=False)
 
     stats = RegressionStatistics(yt, yp, names=names, presort=False)
-    values = stats.values(w)
+    return regression_report(stats, stats.values(w), weights=w)
+
+
+def regression_report(
+    stats: RegressionStatistics, values: dict[str, float], *, weights: np.ndarray | None = None
+) -> MetricsReport:
+    """The :class:`MetricsReport` of regression values computed from ``stats`` (what
+    :func:`regression_metrics` returns), with reasons and notes."""
+    w = weights
+    names = stats.names
     undefined: dict[str, str] = {}
     notes: dict[str, str] = {}
     for name, value in values.items():
         if not np.isnan(value):
             continue
-        if yt.size == 0 or (w is not None and not w.sum() > 0):
+        if stats.n_rows == 0 or (w is not None and not w.sum() > 0):
             undefined[name] = "no labeled rows (with positive weight) to evaluate."
         elif name == "r2":
             undefined[name] = (

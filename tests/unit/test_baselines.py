@@ -479,3 +479,131 @@ def test_every_metric_of_identical_sides_has_zero_lift(task: str) -> None:
         c: MetricComparison = result.significance[name]
         assert c.lift == 0.0, name
         assert c.verdict == "no_significant_difference", name
+
+
+# --------------------------------------------------------------------------- prepared reports
+
+
+def _assert_same_report(prepared: PreparedSide, expected: Any) -> None:
+    assert prepared.report is not None
+    assert prepared.report == expected
+    assert list(prepared.report.metrics) == list(expected.metrics)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_prepared_report_equals_classification_metrics(seed: int, k: int) -> None:
+    """The report prepare_side builds from its own sort is the metrics worker's, field by field."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    y = rng.integers(0, k, n)
+    if seed == 1:
+        y[y == k - 1] = 0  # a class without labeled rows: undefined values and notes
+    pred = rng.integers(0, k, n)
+    if seed == 2:
+        pred[pred == 1] = 0  # a class never predicted: undefined precision
+    positive = 1 if k == 2 else None
+    task: Task = "binary" if k == 2 else "multiclass"
+    if k == 2:
+        scores = np.round(rng.random(n), 2)  # ties and exact 0 / 1 (clipped log loss rows)
+    else:
+        scores = rng.dirichlet(np.ones(k), n)
+        scores[:5] = np.eye(k)[(y[:5] + 1) % k]  # probability 0 to the true class
+    names = list(default_metrics(task, has_scores=True))
+    if k > 2:
+        names += ["precision_micro", "recall_weighted", "f1_macro" if "f1_macro" not in names else "f1_micro"]
+    prepared = prepare_side(
+        Side(y, pred, scores), task=task, metrics=names, n_classes=k, positive=positive, class_names=_names(k)
+    )
+    expected = classification_metrics(
+        y, pred, n_classes=k, class_names=_names(k), positive=positive, scores=scores, metrics=names
+    )
+    _assert_same_report(prepared, expected)
+    assert prepared.report is not None and (prepared.report.undefined or seed == 0)
+    assert {m: (None if math.isnan(v) else v) for m, v in prepared.values.items()} == expected.metrics
+
+
+def test_prepared_report_of_no_rows_equals_classification_metrics() -> None:
+    empty = np.array([], dtype=np.int64)
+    prepared = prepare_side(
+        Side(empty, empty, np.array([])), task="binary", metrics=NAMES, n_classes=2, positive=1
+    )
+    expected = classification_metrics(
+        empty, empty, n_classes=2, class_names=["0", "1"], positive=1, scores=np.array([]), metrics=NAMES
+    )
+    _assert_same_report(prepared, expected)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_prepared_zero_rule_report_equals_classification_metrics(k: int) -> None:
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, 200)
+    positive = 1 if k == 2 else None
+    task: Task = "binary" if k == 2 else "multiclass"
+    side = zero_rule_predictions(y, n_classes=k, positive=positive)
+    names = default_metrics(task, has_scores=True)
+    prepared = prepare_side(
+        side, task=task, metrics=names, n_classes=k, positive=positive, class_names=_names(k)
+    )
+    expected = classification_metrics(
+        y, side.y_pred, n_classes=k, class_names=_names(k), positive=positive, scores=side.scores,
+        metrics=names,
+    )
+    assert prepared.report is not None
+    # the shared probabilities take a closed form: the same values up to rounding
+    assert prepared.report.metrics == pytest.approx(expected.metrics, rel=1e-12)
+    assert prepared.report.model_copy(update={"metrics": expected.metrics}) == expected
+
+
+def test_prepared_report_without_scores_has_undefined_score_metrics() -> None:
+    _, baseline = _binary_pair(n=400)
+    labels_only = Side(baseline.y_true, baseline.y_pred)
+    prepared = prepare_side(
+        labels_only, task="binary", metrics=NAMES, n_classes=2, positive=1, class_names=["no", "yes"]
+    )
+    label_names = [m for m in NAMES if not METRICS[m].needs_scores]
+    expected = classification_metrics(
+        baseline.y_true, baseline.y_pred, n_classes=2, class_names=["no", "yes"], positive=1, scores=None,
+        metrics=label_names,
+    )
+    report = prepared.report
+    assert report is not None
+    assert list(report.metrics) == NAMES
+    for name in NAMES:
+        if METRICS[name].needs_scores:
+            assert report.metrics[name] is None
+            assert report.undefined[name] == "this baseline gives predictions without probabilities"
+        else:
+            assert report.metrics[name] == expected.metrics[name]
+    assert {k: v for k, v in report.undefined.items() if k in expected.undefined} == expected.undefined
+    assert report.per_class == expected.per_class and report.confusion_matrix == expected.confusion_matrix
+    # the metrics worker itself stays strict
+    with pytest.raises(ValueError, match="needs predicted probabilities"):
+        classification_metrics(
+            baseline.y_true, baseline.y_pred, n_classes=2, class_names=["no", "yes"], positive=1, scores=None,
+            metrics=NAMES,
+        )
+
+
+def test_prepared_report_rejects_bad_class_names() -> None:
+    model, _ = _binary_pair(n=50)
+    with pytest.raises(ValueError, match="class_names"):
+        prepare_side(model, task="binary", metrics=NAMES, n_classes=2, positive=1, class_names=["a", "a"])
+
+
+@pytest.mark.parametrize("case", ["plain", "constant_y", "zero_targets", "empty"])
+def test_prepared_regression_report_equals_regression_metrics(case: str) -> None:
+    rng = np.random.default_rng(7)
+    y = rng.normal(3, 2, 250)
+    if case == "constant_y":
+        y = np.full(250, 2.0)
+    if case == "zero_targets":
+        y[:10] = 0.0
+    if case == "empty":
+        y = np.array([])
+    yp = y + rng.normal(0, 1, y.size)
+    names = default_metrics("regression", has_scores=False)
+    prepared = prepare_side(Side(y, yp), task="regression", metrics=names)
+    expected = regression_metrics(y, yp, metrics=names)
+    _assert_same_report(prepared, expected)
+    assert {m: (None if math.isnan(v) else v) for m, v in prepared.values.items()} == expected.metrics

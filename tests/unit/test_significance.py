@@ -410,3 +410,56 @@ def test_paired_regression_replicates_use_the_same_rows() -> None:
     b = RegressionStatistics(y, y + rng.normal(0, 1.0, 300), names=["median_ae", "max_error"])
     d = paired_regression_replicates(a, b, metrics=["median_ae"], samples=200, seed=0)["median_ae"]
     assert (d < 0).all()  # a's errors are half of b's, on every resample of the same rows
+
+
+@pytest.mark.parametrize("n", [2, 7, 300])
+def test_distinct_score_gradients_equal_the_tied_group_formula(n: int) -> None:
+    """Without ties the fast path equals the general formula with every row its own group."""
+    from service.workers.significance import _ranking_gradients
+
+    rng = np.random.default_rng(n)
+    for p in (0.2, 0.5, 0.9):
+        is_pos = rng.random(n) < p
+        want = {"roc_auc", "average_precision"}
+        fast = _ranking_gradients(is_pos, None, want)
+        general = _ranking_gradients(is_pos, np.arange(n), want)
+        if general is None:
+            assert fast is None
+            continue
+        assert fast is not None
+        for name in want:
+            np.testing.assert_allclose(fast[name], general[name], rtol=1e-12, atol=1e-15, err_msg=name)
+        # the cumulative counts ScoreStatistics already holds give the same gradients
+        tp = np.cumsum(is_pos, dtype=np.float64)
+        reused = _ranking_gradients(is_pos, None, want, tp)
+        assert reused is not None
+        for name in want:
+            np.testing.assert_array_equal(reused[name], fast[name])
+
+
+def test_score_statistics_row_losses_are_the_row_terms_in_input_order() -> None:
+    for y, _, s, k, positive in (
+        (*_binary(8, 400, ties=True), 2, 1),
+        (*_binary(9, 400), 2, 1),
+        (*_multiclass(8, 400, k=3), 3, None),
+        (*_multiclass(9, 400, k=2), 2, None),
+    ):
+        stats = ScoreStatistics(y, s, n_classes=k, positive=positive, names=SCORE_METRICS)
+        reference = _row_losses(y, s, n_classes=k, positive=positive, names=SCORE_METRICS)
+        assert set(stats.row_losses) == set(reference)
+        for name, rows in reference.items():
+            np.testing.assert_array_equal(stats.row_losses[name], rows, err_msg=name)
+        p_true = np.where(y == positive, s, 1 - s) if positive is not None else s[np.arange(y.size), y]
+        assert stats.n_clipped == int(np.count_nonzero(p_true <= 0))
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 70_000, 200_001])
+def test_paired_influence_se_equals_the_se_of_the_difference(n: int) -> None:
+    from service.workers.significance import paired_influence_se
+
+    rng = np.random.default_rng(n)
+    a, b = rng.normal(size=n) / max(n, 1), rng.normal(size=n) / max(n, 1)
+    assert paired_influence_se(a, b) == pytest.approx(influence_se(a - b), rel=1e-9, abs=1e-300)
+    assert paired_influence_se(a, a) == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        paired_influence_se(a, np.zeros(n + 1))
