@@ -108,6 +108,14 @@ def validate_probability_sections(request: EvaluationCreate, batch: BatchRecord)
             issues.append(
                 FieldIssue("calibration", "the batch has no predicted probabilities (`score` / `score__<class>`)")
             )
+        elif request.calibration.recalibrate and batch.labeled_rows < request.calibration.folds:
+            issues.append(
+                FieldIssue(
+                    "calibration.folds",
+                    f"cross-fitted recalibration needs at least {request.calibration.folds} labeled rows; "
+                    f"the batch has {batch.labeled_rows}",
+                )
+            )
     if request.confidence is not None:
         if batch.task == "regression":
             if not {"lower", "upper"} <= names:

@@ -121,3 +121,63 @@ async def test_sections_that_cannot_apply_are_422(client: httpx.AsyncClient) -> 
         assert problem["errors"][0]["field"] == next(iter(section)), problem
     bad = await client.post("/v1/evaluations", json={"batch_id": batch["id"], "calibration": {"strategy": "magic"}})
     assert assert_problem(bad, 422)["errors"][0]["field"] == "calibration.strategy"
+
+
+async def test_a_calibrated_model_gets_an_ece_interval_and_no_finding(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    rng = np.random.default_rng(7)
+    score = rng.uniform(0, 1, 20_000).round(9)
+    label = (rng.random(score.size) < score).astype(int)
+    batch = (await client.post("/v1/batches", json=batch_body(columns(label, score)))).json()
+    request = {
+        "batch_id": batch["id"],
+        "metrics": ["accuracy"],
+        "bootstrap": {"samples": 500, "seed": 0},
+        "calibration": {"bins": 10},
+    }
+    result = await evaluate(client, run_jobs, request)
+    cal = result["calibration"]
+    assert cal["ece"] < 0.02
+    interval = cal["ece_interval"]
+    assert interval["low"] <= cal["ece"] <= interval["high"]
+    assert result["findings"] == []
+    assert cal["slope"] == pytest.approx(1.0, abs=0.1) and cal["intercept"] == pytest.approx(0.0, abs=0.1)
+
+
+async def test_multiclass_top_label_and_temperature(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+    rng = np.random.default_rng(11)
+    n, classes = 3000, ["a", "b", "c"]
+    logits = rng.normal(0, 1.5, (n, 3))
+    true_p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    label = np.array([rng.choice(3, p=p) for p in true_p])
+    sharp = np.exp(2 * logits) / np.exp(2 * logits).sum(axis=1, keepdims=True)  # overconfident
+    sharp = sharp / sharp.sum(axis=1, keepdims=True)
+    cols: dict[str, Any] = {"sample_id": [str(i) for i in range(n)], "label": [classes[k] for k in label]}
+    for k, c in enumerate(classes):
+        cols[f"score__{c}"] = sharp[:, k].tolist()
+    body = {"model": {"name": "m3", "version": "1"}, "task": "multiclass", "columns": cols}
+    batch = (await client.post("/v1/batches", json=body)).json()
+    assert batch["id"], batch
+    request = {"batch_id": batch["id"], "metrics": ["accuracy"], "calibration": {"recalibrate": ["temperature"]},
+               "confidence": {"target_accuracy": 0.8}}
+    result = await evaluate(client, run_jobs, request)
+    cal = result["calibration"]
+    assert set(cal["per_class"]) == set(classes) and cal["top_label"]["bins"]
+    assert cal["top_label_ece"] == pytest.approx(cal["ece"])
+    temperature = cal["recalibration"][0]
+    assert temperature["method"] == "temperature"
+    assert temperature["parameters"]["temperature"] == pytest.approx(2.0, abs=0.3)
+    assert temperature["after"]["log_loss"] < temperature["before"]["log_loss"]
+    top = sharp.max(axis=1)
+    assert result["confidence"]["bins"][0]["low"] == pytest.approx(1 / 3)
+    kept = top >= result["confidence"]["threshold"]["threshold"]
+    assert (sharp.argmax(axis=1) == label)[kept].mean() >= 0.8
+
+
+async def test_recalibration_needs_more_rows_than_folds(client: httpx.AsyncClient) -> None:
+    batch = (await client.post("/v1/batches", json=batch_body(columns(np.array([0, 1, 1]), np.array([0.2, 0.6, 0.9]))))).json()
+    response = await client.post(
+        "/v1/evaluations", json={"batch_id": batch["id"], "calibration": {"recalibrate": ["platt"], "folds": 5}}
+    )
+    assert assert_problem(response, 422)["errors"][0]["field"] == "calibration.folds"
