@@ -9,10 +9,11 @@ from pydantic import Field, model_validator
 from schemas.baselines import BaselinesRequest
 from schemas.calibration import CalibrationRequest, ConfidenceRequest
 from schemas.common import WireModel
+from schemas.robustness import RobustnessRequest
 
 # Sections of DESIGN.md whose workers are not in this version yet. They are accepted by the
 # schema (so a client sees one clear message rather than "extra field") and refused in the API.
-PLANNED_SECTIONS = ("slices", "robustness", "callback_url")
+PLANNED_SECTIONS = ("slices", "callback_url")
 
 
 class Bootstrap(WireModel):
@@ -53,5 +54,5 @@ class EvaluationCreate(WireModel):
     calibration: CalibrationRequest | None = None
     confidence: ConfidenceRequest | None = None
     slices: dict[str, Any] | None = None
-    robustness: dict[str, Any] | None = None
+    robustness: RobustnessRequest | None = None
     callback_url: str | None = None

@@ -11,6 +11,7 @@ from schemas.baselines import BaselineResult
 from schemas.batches import Task
 from schemas.calibration import CalibrationResult, ConfidenceResult
 from schemas.common import ModelRef, WireModel
+from schemas.robustness import RobustnessResult
 from schemas.metrics import ClassMetrics, ConfusionMatrix, Interval
 
 
@@ -54,5 +55,6 @@ class EvaluationResult(WireModel):
     baselines: list[BaselineResult] = Field(default_factory=list)
     calibration: CalibrationResult | None = None
     confidence: ConfidenceResult | None = None
+    robustness: RobustnessResult | None = None
     findings: list[Finding] = Field(default_factory=list)
     gates: GateReport = Field(default_factory=lambda: GateReport(passed=True))

@@ -24,6 +24,8 @@ from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, SCORE, score_
 from service.jobs.baselines import LabeledRows, run_baselines
 from service.jobs.gates import check_gates
 from service.jobs.probabilities import regression_confidence, run_calibration, run_confidence
+from service.jobs.robustness import run_robustness
+from service.settings import Settings
 from service.store import Store
 from service.store.records import BatchRecord, JobRecord
 from service.workers import bootstrap as bootstrap_worker
@@ -141,7 +143,10 @@ def prepare_model(data: EvaluationData, batch: BatchRecord, request: EvaluationC
     )
 
 
-def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> EvaluationResult:
+def run_evaluation(
+    store: Store, job: JobRecord, *, progress: Progress, settings: Settings | None = None
+) -> EvaluationResult:
+    settings = settings or Settings()
     request = EvaluationCreate.model_validate(job.request)
     batch = store.meta.get_batch(request.batch_id)
     table = store.files.read(batch.data_path, columns=list(dict.fromkeys(metric_columns(batch) + baseline_columns(request))))
@@ -176,6 +181,12 @@ def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> Evalu
             confidence = regression_confidence(table, request.confidence)
         else:
             confidence = run_confidence(data.y_true, data.y_pred, data.scores, request.confidence)
+    robustness = None
+    if request.robustness is not None:
+        robustness, robustness_findings = run_robustness(
+            store, settings, batch, request, progress=lambda f: progress(0.2 + 0.4 * f)
+        )
+        findings += robustness_findings
     progress(0.6)
     baseline_results = []
     if prepared is not None:
@@ -215,6 +226,7 @@ def run_evaluation(store: Store, job: JobRecord, *, progress: Progress) -> Evalu
         baselines=baseline_results,
         calibration=calibration,
         confidence=confidence,
+        robustness=robustness,
         findings=findings,
         gates=gates,
     )

@@ -130,6 +130,53 @@ def validate_probability_sections(request: EvaluationCreate, batch: BatchRecord)
         raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
 
 
+def validate_robustness(store: Store, request: EvaluationCreate, batch: BatchRecord) -> None:
+    """Columns must be features of the batch; pair batches must exist and fit the task."""
+    spec = request.robustness
+    if spec is None:
+        return
+    issues: list[FieldIssue] = []
+    features = {c["name"]: c["type"] for c in batch.columns if c["role"] == "feature"}
+    if spec.endpoint is not None and not features:
+        issues.append(FieldIssue("robustness.endpoint", "the batch has no feature columns to send to a model"))
+    if spec.endpoint is not None and not spec.endpoint.url.lower().startswith(("http://", "https://")):
+        issues.append(FieldIssue("robustness.endpoint.url", "only http:// and https:// endpoints can be called"))
+    tests = [("perturbation", spec.perturbation), ("invariance", spec.invariance), ("directional", spec.directional)]
+    for section, items in tests:
+        for i, item in enumerate(items):
+            if item.column not in features:
+                issues.append(
+                    FieldIssue(
+                        f"robustness.{section}[{i}].column",
+                        f"{item.column!r} is not a feature column of the batch; features: {sorted(features)}",
+                    )
+                )
+    if batch.task == "multiclass":
+        directional = [("directional", i) for i in range(len(spec.directional))]
+        directional += [("pairs", i) for i, p in enumerate(spec.pairs) if p.expect != "same"]
+        for section, i in directional:
+            issues.append(
+                FieldIssue(
+                    f"robustness.{section}[{i}]",
+                    "a multiclass model's answer has no direction: use invariance or `expect: same`",
+                )
+            )
+    for i, pair in enumerate(spec.pairs):
+        for key in ("original_batch_id", "perturbed_batch_id"):
+            other_id = getattr(pair, key)
+            try:
+                other = store.meta.get_batch(other_id)
+            except NotFound:
+                issues.append(FieldIssue(f"robustness.pairs[{i}].{key}", f"batch {other_id!r} does not exist"))
+                continue
+            if other.task != batch.task:
+                issues.append(
+                    FieldIssue(f"robustness.pairs[{i}].{key}", f"batch {other_id!r} is {other.task}, not {batch.task}")
+                )
+    if issues:
+        raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
+
+
 def _keys(classes: list[Label] | None) -> list[str]:
     return [repr(c) for c in classes or []]
 
@@ -166,6 +213,7 @@ def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreat
     validate_request(request, batch)
     validate_baselines(store, request, batch)
     validate_probability_sections(request, batch)
+    validate_robustness(store, request, batch)
     job = JobRecord(
         id=new_id("j"),
         batch_id=batch.id,

@@ -58,7 +58,7 @@ class JobWorker:
         )
         with lease:
             try:
-                result = run_evaluation(self.store, job, progress=lease.report)
+                result = run_evaluation(self.store, job, progress=lease.report, settings=self.settings)
             except LeaseLost:
                 log.info("job %s was cancelled or taken over; dropping its work", job.id)
                 return

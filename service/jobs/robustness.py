@@ -1,0 +1,228 @@
+"""The robustness section of one evaluation: sample rows, build changed copies, ask the model
+endpoint (or read paired batches), and hand the answers to the pure robustness worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.evaluations import EvaluationCreate
+from schemas.results import Finding
+from schemas.robustness import ExpectationResult, PairTest, PerturbationResult, RobustnessRequest, RobustnessResult
+from service.errors import InvalidInput
+from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, SCORE
+from service.integrations.model_endpoint import EndpointError, predict
+from service.integrations.outbound import OutboundPolicy
+from service.settings import Settings
+from service.store import Store
+from service.store.records import BatchRecord
+from service.workers import robustness as rw
+
+Progress = Callable[[float], None]
+
+
+def run_robustness(
+    store: Store, settings: Settings, batch: BatchRecord, request: EvaluationCreate, *, progress: Progress
+) -> tuple[RobustnessResult, list[Finding]]:
+    spec = request.robustness
+    assert spec is not None
+    result = RobustnessResult(sampled_rows=0, calls=0)
+    if spec.endpoint is not None and (spec.perturbation or spec.invariance or spec.directional):
+        result = _endpoint_tests(store, settings, batch, spec, request, progress)
+    result.pairs = [_pair(store, batch, pair, spec) for pair in spec.pairs]
+    return result, findings_for(result, spec, batch)
+
+
+def _endpoint_tests(
+    store: Store,
+    settings: Settings,
+    batch: BatchRecord,
+    spec: RobustnessRequest,
+    request: EvaluationCreate,
+    progress: Progress,
+) -> RobustnessResult:
+    assert spec.endpoint is not None
+    table = store.files.read(batch.data_path)
+    sample = table.take(pa.array(rw.sample_rows(table.num_rows, sample_size=spec.sample_size, seed=spec.seed)))
+    features = sample.select([c["name"] for c in batch.columns if c["role"] == "feature"])
+    sample_ids = sample.column(SAMPLE_ID).to_numpy(zero_copy_only=False)
+    try:
+        copies: list[tuple[str, Any, pa.Table, np.ndarray | None]] = []
+        for item in spec.perturbation:
+            copies.append(("perturbation", item, rw.perturb(features, item, seed=spec.seed), None))
+        for item in spec.invariance:
+            changed, mask = rw.invariance_copy(features, item)
+            copies.append(("invariance", item, changed, mask))
+        for item in spec.directional:
+            changed = rw.directional_copy(features, item)
+            mask = rw.changed_mask(features.column(item.column), changed.column(item.column))
+            copies.append(("directional", item, changed, mask))
+    except ValueError as exc:
+        raise InvalidInput(f"robustness: {exc}") from exc
+
+    # One stream of instances: the originals, then every changed copy, in order.
+    tables = [features] + [c[2] for c in copies]
+    instances = [row for t in tables for row in t.to_pylist()]
+    policy = OutboundPolicy.from_settings(settings.outbound_allow)
+    try:
+        raw, calls = predict(spec.endpoint, instances, policy=policy, progress=progress)
+    except EndpointError as exc:
+        raise InvalidInput(f"robustness endpoint: {exc}") from exc
+    n = features.num_rows
+    answers = []
+    for k in range(len(tables)):
+        try:
+            answers.append(
+                rw.answers_from_predictions(
+                    raw[k * n : (k + 1) * n],
+                    task=batch.task,
+                    classes=batch.classes,
+                    positive_class=batch.positive_class,
+                )
+            )
+        except ValueError as exc:
+            raise InvalidInput(f"robustness endpoint {spec.endpoint.url} answered unusable predictions: {exc}") from exc
+    original = answers[0]
+    y_true = _labels(sample, batch)
+    result = RobustnessResult(sampled_rows=n, calls=calls)
+    for (kind, item, changed, mask), changed_answers in zip(copies, answers[1:], strict=True):
+        before = features.column(item.column).to_pylist()
+        after = changed.column(item.column).to_pylist()
+        if kind == "perturbation":
+            result.perturbation.append(
+                rw.perturbation_result(
+                    item,
+                    original,
+                    changed_answers,
+                    task=batch.task,
+                    sample_ids=sample_ids,
+                    before_values=before,
+                    after_values=after,
+                    classes=batch.classes,
+                    positive_class=batch.positive_class,
+                    y_true=y_true,
+                    metrics=request.metrics,
+                    tolerance=spec.score_tolerance if batch.task == "regression" else 0.0,
+                )
+            )
+            continue
+        name = f"{item.column}: swap {item.swap}" if kind == "invariance" else _directional_name(item)
+        expect = "same" if kind == "invariance" else item.expect
+        outcome = rw.expectation_result(
+            name,
+            kind,
+            expect,
+            original,
+            changed_answers,
+            task=batch.task,
+            tolerance=spec.score_tolerance,
+            sample_ids=sample_ids,
+            before_values=before,
+            after_values=after,
+            positive_class=batch.positive_class,
+            mask=mask,
+        )
+        (result.invariance if kind == "invariance" else result.directional).append(outcome)
+    return result
+
+
+def _directional_name(item: Any) -> str:
+    change = next(f"{k} {getattr(item, k)!r}" for k in ("add", "multiply", "set") if getattr(item, k) is not None)
+    return f"{item.column}: {change}, expect {item.expect}"
+
+
+def _labels(sample: pa.Table, batch: BatchRecord) -> np.ndarray | None:
+    """Class codes (-1 unlabeled) or regression values (NaN unlabeled), as the worker takes them."""
+    column = sample.column(LABEL)
+    if column.null_count == len(column):
+        return None
+    if batch.task == "regression":
+        return column.to_numpy(zero_copy_only=False).astype(np.float64)
+    codes = pc.index_in(column, value_set=pa.array(batch.classes).cast(column.type))
+    return pc.fill_null(codes, -1).to_numpy().astype(np.intp)
+
+
+def _answers_of(table: pa.Table, batch: BatchRecord) -> rw.Answers:
+    scores = table.column(SCORE).to_numpy() if SCORE in table.column_names else None
+    if batch.task == "regression":
+        scores = table.column(PREDICTION).to_numpy().astype(np.float64)
+    return rw.Answers(predictions=np.asarray(table.column(PREDICTION).to_pylist(), dtype=object), scores=scores)
+
+
+def _pair(store: Store, batch: BatchRecord, pair: PairTest, spec: RobustnessRequest) -> ExpectationResult:
+    original = store.meta.get_batch(pair.original_batch_id)
+    perturbed = store.meta.get_batch(pair.perturbed_batch_id)
+    wanted = [SAMPLE_ID, PREDICTION, SCORE]
+    a = store.files.read(original.data_path, columns=[c for c in wanted if c in _names(original)])
+    b = store.files.read(perturbed.data_path, columns=[c for c in wanted if c in _names(perturbed)])
+    position = pc.index_in(a.column(SAMPLE_ID), value_set=b.column(SAMPLE_ID).combine_chunks())
+    shared = pc.is_valid(position)
+    a_shared = a.filter(shared)
+    b_shared = b.take(position.drop_null())
+    outcome = rw.expectation_result(
+        pair.name,
+        "pair",
+        pair.expect,
+        _answers_of(a_shared, batch),
+        _answers_of(b_shared, batch),
+        task=batch.task,
+        tolerance=spec.score_tolerance,
+        sample_ids=a_shared.column(SAMPLE_ID).to_numpy(zero_copy_only=False),
+        positive_class=batch.positive_class,
+    )
+    outcome.details |= {
+        "original_batch_id": original.id,
+        "perturbed_batch_id": perturbed.id,
+        "joined_rows": a_shared.num_rows,
+        "original_only_rows": a.num_rows - a_shared.num_rows,
+        "perturbed_only_rows": b.num_rows - a_shared.num_rows,
+    }
+    return outcome
+
+
+def _names(batch: BatchRecord) -> set[str]:
+    return {c["name"] for c in batch.columns}
+
+
+def findings_for(result: RobustnessResult, spec: RobustnessRequest, batch: BatchRecord) -> list[Finding]:
+    findings = []
+    for p in result.perturbation if batch.task != "regression" else []:
+        if p.flip_rate > spec.max_flip_rate:
+            findings.append(_finding_perturbation(p, spec))
+    for outcome in [*result.invariance, *result.directional, *result.pairs]:
+        rate = outcome.violation_rate
+        if rate is not None and rate > spec.max_violation_rate:
+            kind = "invariance_violation" if outcome.expect == "same" else "directional_violation"
+            findings.append(
+                Finding(
+                    kind=kind,
+                    severity="critical" if rate > 0.1 else "warning",
+                    message=f"{outcome.name}: {outcome.violations} of {outcome.rows} rows "
+                    f"({rate:.1%}) broke the expectation '{outcome.expect}'.",
+                    details={
+                        "test": outcome.name,
+                        "kind": outcome.kind,
+                        "violations": outcome.violations,
+                        "rows": outcome.rows,
+                        "violation_rate": rate,
+                        "tolerance": spec.max_violation_rate,
+                        "examples": [e.model_dump(mode="json") for e in outcome.examples[:3]],
+                    },
+                )
+            )
+    return findings
+
+
+def _finding_perturbation(p: PerturbationResult, spec: RobustnessRequest) -> Finding:
+    return Finding(
+        kind="fragile_to_perturbation",
+        severity="warning",
+        message=f"{p.noise} noise on {p.column} (scale {p.scale:g}) flipped {p.flip_rate:.1%} of predictions, "
+        f"above the tolerated {spec.max_flip_rate:.1%}.",
+        details={"column": p.column, "noise": p.noise, "scale": p.scale, "flip_rate": p.flip_rate,
+                 "metric_drop": p.metric_drop},
+    )

@@ -1,0 +1,186 @@
+"""Robustness against a real HTTP model server on loopback (allowed by configuration)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from service.app import create_app
+from service.jobs.worker import JobWorker
+from service.settings import Settings
+from tests.integration.model_server import ModelServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+N = 200
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[ModelServer]:
+    with ModelServer() as server:
+        yield server
+
+
+def make_app(tmp_path: Path, allow: list[str]) -> FastAPI:
+    return create_app(Settings(data_dir=tmp_path / "data", workers=0, outbound_allow=allow))
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app = make_app(tmp_path, ["127.0.0.1"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        c.app = app  # type: ignore[attr-defined]
+        yield c
+    app.state.store.close()
+
+
+def amounts() -> np.ndarray:
+    return np.random.default_rng(0).uniform(0, 1000, N).round(2)
+
+
+async def post_batch(client: httpx.AsyncClient) -> str:
+    amount = amounts()
+    body = {
+        "model": {"name": "credit", "version": "1"},
+        "task": "binary",
+        "positive_class": 1,
+        "columns": {
+            "sample_id": [f"s{i}" for i in range(N)],
+            "label": (amount > 450).astype(int).tolist(),
+            "score": (amount / 1000).tolist(),
+            "amount": amount.tolist(),
+            "gender": ["F" if i % 2 else "M" for i in range(N)],
+        },
+    }
+    response = await client.post("/v1/batches", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def run(client: httpx.AsyncClient, robustness: dict[str, Any]) -> dict[str, Any]:
+    batch_id = await post_batch(client)
+    response = await client.post(
+        "/v1/evaluations", json={"batch_id": batch_id, "metrics": ["accuracy"], "robustness": robustness}
+    )
+    assert response.status_code == 202, response.text
+    app: FastAPI = client.app  # type: ignore[attr-defined]
+    # In a thread, as in a worker process: the job runs its own event loop for the endpoint calls.
+    await asyncio.to_thread(JobWorker(app.state.store, app.state.settings).run_once)
+    job: dict[str, Any] = (await client.get(f"/v1/jobs/{response.json()['id']}")).json()
+    return job
+
+
+async def result_of(client: httpx.AsyncClient, job: dict[str, Any]) -> dict[str, Any]:
+    assert job["status"] == "succeeded", job
+    body: dict[str, Any] = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+    return body
+
+
+async def test_invariance_and_directional_rates_are_exact(
+    client: httpx.AsyncClient, model_server: ModelServer
+) -> None:
+    spec = {
+        "endpoint": {"url": model_server.endpoint("biased"), "batch_size": 32},
+        "sample_size": 500,  # more than the batch: every row
+        "invariance": [{"column": "gender", "swap": ["F", "M"]}],
+        "directional": [{"column": "amount", "add": 100, "expect": "increase"}],
+    }
+    result = await result_of(client, await run(client, spec))
+    robustness = result["robustness"]
+    assert robustness["sampled_rows"] == N
+    invariance = robustness["invariance"][0]
+    assert (invariance["rows"], invariance["violations"], invariance["violation_rate"]) == (N, N, 1.0)
+    assert invariance["examples"] and {e["original"] for e in invariance["examples"]} <= {"F", "M"}
+    # The biased model ignores amount: +100 never moves its score.
+    assert robustness["directional"][0]["violations"] == 0
+    kinds = {f["kind"] for f in result["findings"]}
+    assert "invariance_violation" in kinds and "directional_violation" not in kinds
+
+
+async def test_fair_model_directional_violations_counted_exactly(
+    client: httpx.AsyncClient, model_server: ModelServer
+) -> None:
+    spec = {
+        "endpoint": {"url": model_server.endpoint("fair")},
+        "sample_size": N,
+        "score_tolerance": 0.01,
+        "invariance": [{"column": "gender", "swap": ["F", "M"]}],
+        "directional": [
+            {"column": "amount", "add": 100, "expect": "increase"},
+            {"column": "amount", "add": -100, "expect": "increase"},
+        ],
+        "perturbation": [{"column": "amount", "noise": "gaussian", "scale": 0.5}],
+    }
+    result = await result_of(client, await run(client, spec))
+    robustness = result["robustness"]
+    assert robustness["invariance"][0]["violations"] == 0
+    up, down = robustness["directional"]
+    assert up["violations"] == 0
+    amount = amounts()
+    decrease = np.minimum(amount, 100) / 1000  # score drop of the fair model when amount falls by 100
+    assert down["violations"] == int(np.sum(decrease > 0.01))
+    assert down["violation_rate"] == pytest.approx(np.mean(decrease > 0.01))
+    perturbation = robustness["perturbation"][0]
+    assert perturbation["rows"] == N and 0 < perturbation["flip_rate"] < 1
+    assert perturbation["mean_abs_score_change"] > 0
+    assert "accuracy" in perturbation["metric_drop"]
+    assert robustness["calls"] >= 4
+
+
+async def test_retries_on_5xx(client: httpx.AsyncClient, model_server: ModelServer) -> None:
+    spec = {
+        "endpoint": {"url": model_server.endpoint("flaky"), "batch_size": 100, "concurrency": 1, "retries": 2},
+        "sample_size": N,
+        "invariance": [{"column": "gender", "swap": ["F", "M"]}],
+    }
+    result = await result_of(client, await run(client, spec))
+    assert result["robustness"]["invariance"][0]["violations"] == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "endpoint_options", "message"),
+    [
+        ("garbage", {}, "not JSON"),
+        ("short", {}, "predictions for"),
+        ("slow", {"timeout_seconds": 0.3, "retries": 0}, "did not answer within"),
+    ],
+)
+async def test_bad_endpoints_fail_the_job_clearly(
+    client: httpx.AsyncClient, model_server: ModelServer, model: str, endpoint_options: dict[str, Any], message: str
+) -> None:
+    spec = {
+        "endpoint": {"url": model_server.endpoint(model), **endpoint_options},
+        "sample_size": 20,
+        "invariance": [{"column": "gender", "swap": ["F", "M"]}],
+    }
+    job = await run(client, spec)
+    assert job["status"] == "failed"
+    assert message in job["error"], job["error"]
+    assert "definitely not json" not in job["error"]  # the body is never echoed
+
+
+async def test_loopback_is_refused_unless_allowed(tmp_path: Path, model_server: ModelServer) -> None:
+    app = make_app(tmp_path, [])
+    before = model_server.calls["fair"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        c.app = app  # type: ignore[attr-defined]
+        spec = {
+            "endpoint": {"url": model_server.endpoint("fair")},
+            "invariance": [{"column": "gender", "swap": ["F", "M"]}],
+        }
+        job = await run(c, spec)
+    app.state.store.close()
+    assert job["status"] == "failed"
+    assert "YARDSTICK_OUTBOUND_ALLOW" in job["error"]
+    assert model_server.calls["fair"] == before
