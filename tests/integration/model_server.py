@@ -54,6 +54,8 @@ class ModelServer:
         self.calls[model] += 1
         body = await request.json()
         instances = body["instances"]
+        if model == "redirect":
+            return Response(status_code=302, headers={"location": "http://169.254.169.254/latest/meta-data/"})
         if model == "garbage":
             return PlainTextResponse("definitely not json")
         if model == "slow":

@@ -136,6 +136,9 @@ async def test_fair_model_directional_violations_counted_exactly(
     assert perturbation["mean_abs_score_change"] > 0
     assert "accuracy" in perturbation["metric_drop"]
     assert robustness["calls"] >= 4
+    fragile = [f for f in result["findings"] if f["kind"] == "fragile_to_perturbation"]
+    assert len(fragile) == (1 if perturbation["flip_rate"] > 0.05 else 0)
+    assert fragile and fragile[0]["details"]["flip_rate"] == perturbation["flip_rate"]
 
 
 async def test_retries_on_5xx(client: httpx.AsyncClient, model_server: ModelServer) -> None:
@@ -154,6 +157,7 @@ async def test_retries_on_5xx(client: httpx.AsyncClient, model_server: ModelServ
         ("garbage", {}, "not JSON"),
         ("short", {}, "predictions for"),
         ("slow", {"timeout_seconds": 0.3, "retries": 0}, "did not answer within"),
+        ("redirect", {}, "redirects are not followed"),
     ],
 )
 async def test_bad_endpoints_fail_the_job_clearly(
@@ -184,3 +188,42 @@ async def test_loopback_is_refused_unless_allowed(tmp_path: Path, model_server: 
     assert job["status"] == "failed"
     assert "YARDSTICK_OUTBOUND_ALLOW" in job["error"]
     assert model_server.calls["fair"] == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/v1/models/m:predict",
+        "http://100.64.0.1/predict",
+        "http://[::1]:9/predict",
+        "http://[::ffff:127.0.0.1]:9/predict",
+        "http://2130706433/predict",
+    ],
+)
+async def test_private_and_odd_addresses_fail_the_job_before_any_traffic(tmp_path: Path, url: str) -> None:
+    # Nothing allowed: the check happens before connecting, so nothing is sent to these addresses.
+    app = make_app(tmp_path, [])
+    spec = {"endpoint": {"url": url, "retries": 0}, "invariance": [{"column": "gender", "swap": ["F", "M"]}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        c.app = app  # type: ignore[attr-defined]
+        job = await run(c, spec)
+    app.state.store.close()
+    assert job["status"] == "failed"
+    assert "refused" in job["error"], job["error"]
+
+
+async def test_progress_is_reported_as_calls_complete(model_server: ModelServer) -> None:
+    from schemas.robustness import Endpoint
+    from service.integrations.model_endpoint import predict_async
+    from service.integrations.outbound import OutboundPolicy
+
+    seen: list[float] = []
+    endpoint = Endpoint(url=model_server.endpoint("fair"), batch_size=10, concurrency=2)
+    instances = [{"amount": float(i)} for i in range(45)]
+    predictions, calls = await predict_async(
+        endpoint, instances, policy=OutboundPolicy.from_settings(["127.0.0.1"]), progress=seen.append
+    )
+    assert calls == 5 and len(predictions) == 45
+    assert predictions == [i / 1000 for i in range(45)]
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 5
