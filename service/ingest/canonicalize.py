@@ -47,6 +47,21 @@ from service.ingest.spec import RawSpec
 SUM_TOLERANCE = 1e-6
 
 
+def _categorical(column: ArrowColumn) -> ArrowColumn:
+    """String features become dictionary-encoded once, here, when they repeat.
+
+    Slice analysis groups rows by these columns; with one dictionary the group codes are the
+    dictionary indices, free at every later evaluation (Parquet stores them natively).
+    Near-unique strings (free text, ids) stay plain: a dictionary would only add weight.
+    """
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) or len(column) == 0:
+        return column
+    encoded = combined(column).dictionary_encode()
+    if len(encoded.dictionary) > len(column) // 2:
+        return column
+    return pa.chunked_array([encoded])
+
+
 def canonicalize(table: pa.Table, spec: RawSpec, locator: Locator, *, textual_labels: bool) -> CanonicalBatch:
     """Validate ``table`` against ``spec`` and build the canonical batch.
 
@@ -72,7 +87,7 @@ def canonicalize(table: pa.Table, spec: RawSpec, locator: Locator, *, textual_la
 
     features = [name for name in names if name not in RESERVED_COLUMNS and not name.startswith(SCORE_PREFIX)]
     arrays = [pa.chunked_array([array]) for array in (sample_ids, *reserved.values())]
-    arrays += [table.column(name) for name in features]
+    arrays += [_categorical(table.column(name)) for name in features]
     return CanonicalBatch(
         spec=batch_spec,
         table=pa.Table.from_arrays(arrays, names=[SAMPLE_ID, *reserved, *features]),

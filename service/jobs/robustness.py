@@ -48,7 +48,7 @@ def _endpoint_tests(
     assert spec.endpoint is not None
     table = store.files.read(batch.data_path)
     sample = table.take(pa.array(rw.sample_rows(table.num_rows, sample_size=spec.sample_size, seed=spec.seed)))
-    features = sample.select([c["name"] for c in batch.columns if c["role"] == "feature"])
+    features = _plain(sample.select([c["name"] for c in batch.columns if c["role"] == "feature"]))
     sample_ids = sample.column(SAMPLE_ID).to_numpy(zero_copy_only=False)
     try:
         copies: list[tuple[str, Any, pa.Table, np.ndarray | None]] = []
@@ -128,6 +128,14 @@ def _endpoint_tests(
         )
         (result.invariance if kind == "invariance" else result.directional).append(outcome)
     return result
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns (how ingest stores repeated strings) back to plain values."""
+    columns = [
+        c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns
+    ]
+    return pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def _directional_name(item: Any) -> str:

@@ -1,0 +1,91 @@
+"""Slice-based evaluation: request section and result document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from schemas.common import WireModel
+from schemas.metrics import Interval
+
+
+class CriticalSlice(WireModel):
+    name: str = Field(min_length=1, max_length=200)
+    where: str = Field(description="A filter in the safe expression language, e.g. `tenure_days < 30`.")
+
+
+class SliceFinderRequest(WireModel):
+    max_conditions: int = Field(default=2, ge=1, le=3)
+    top_k: int = Field(default=10, ge=1, le=100)
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate.")
+    min_support: int | None = Field(default=None, ge=1, description="Default: the section's min_support.")
+    columns: list[str] | None = Field(default=None, description="Default: every feature column.")
+    bins: int = Field(default=5, ge=2, le=50, description="Quantile bins for numeric columns.")
+
+
+class SlicesRequest(WireModel):
+    columns: list[str] = Field(default_factory=list)
+    crosses: list[list[str]] = Field(default_factory=list)
+    critical: list[CriticalSlice] = Field(default_factory=list)
+    min_support: int = Field(default=30, ge=1)
+    bins: int = Field(default=5, ge=2, le=50, description="Quantile bins for numeric slice columns.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance for underperforming slices.")
+    finder: SliceFinderRequest | None = None
+
+
+class SliceMetric(WireModel):
+    value: float | None
+    interval: Interval | None = None
+    difference: float | None = Field(default=None, description="Slice value minus the overall value.")
+    p_value: float | None = Field(default=None, description="Test of the slice against the rest.")
+
+
+class Slice(WireModel):
+    conditions: dict[str, Any] = Field(description="column -> value (or bin label `[low, high)`).")
+    n: int
+    share: float
+    minority: bool = Field(description="Under min_support rows or under 5% of the batch.")
+    metrics: dict[str, SliceMetric]
+
+
+class SliceGroup(WireModel):
+    columns: list[str]
+    slices: list[Slice]
+
+
+class CriticalSliceResult(WireModel):
+    name: str
+    where: str
+    n: int
+    share: float
+    metrics: dict[str, SliceMetric]
+    history: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The same slice in earlier evaluations of this model name, oldest first: "
+        "{job_id, version, finished_at, n, metrics}.",
+    )
+
+
+class FoundSlice(WireModel):
+    conditions: dict[str, Any]
+    n: int
+    error: float
+    rest_error: float
+    effect_size: float
+    p_value: float
+    significant: bool = Field(description="Rejected at the Benjamini-Hochberg level alpha.")
+
+
+class SliceFinderResult(WireModel):
+    method: str
+    slices: list[FoundSlice]
+    candidates_tested: int
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class SlicesResult(WireModel):
+    groups: list[SliceGroup] = Field(default_factory=list)
+    critical: list[CriticalSliceResult] = Field(default_factory=list)
+    finder: SliceFinderResult | None = None
+    tree: SliceFinderResult | None = None
