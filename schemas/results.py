@@ -12,6 +12,7 @@ from schemas.batches import Task
 from schemas.calibration import CalibrationResult, ConfidenceResult
 from schemas.common import ModelRef, WireModel
 from schemas.robustness import RobustnessResult
+from schemas.slices import SlicesResult
 from schemas.metrics import ClassMetrics, ConfusionMatrix, Interval
 
 
@@ -56,5 +57,6 @@ class EvaluationResult(WireModel):
     calibration: CalibrationResult | None = None
     confidence: ConfidenceResult | None = None
     robustness: RobustnessResult | None = None
+    slices: SlicesResult | None = None
     findings: list[Finding] = Field(default_factory=list)
     gates: GateReport = Field(default_factory=lambda: GateReport(passed=True))

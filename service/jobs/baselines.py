@@ -246,24 +246,33 @@ def _other_batch(
     name: str,
 ) -> BaselineResult:
     other = store.meta.get_batch(batch_id)
-    table = store.files.read(other.data_path, columns=[c["name"] for c in other.columns if c["role"] != "feature"])
-    codes = _as_model_codes(table, panel.batch)
-    other_ids = table.column(SAMPLE_ID).combine_chunks()
-    if other_ids.equals(rows.sample_id):
-        # The common case (same rows, same order): no hash join over a million strings.
-        shared = np.ones(len(other_ids), dtype=bool)
-        take = np.arange(len(other_ids))
-    else:
-        position = pc.index_in(rows.sample_id, value_set=other_ids)  # model row -> other row (or null)
-        shared = pc.is_valid(position).to_numpy(zero_copy_only=False)
-        take = position.drop_null().to_numpy()
-    n_shared = int(shared.sum())
+    stored = [c["name"] for c in other.columns if c["role"] != "feature"]
+    # Paired rows take their ground truth from the model's batch: the other batch's labels
+    # are read only when nothing is shared (an unpaired comparison needs them).
+    table = store.files.read(other.data_path, columns=[c for c in stored if c != LABEL])
+    other_ids = table.column(SAMPLE_ID)
+    n_other = len(other_ids)
     details: dict[str, object] = {
         "batch_id": other.id,
         "model": {"name": other.model_name, "version": other.model_version},
     }
+    model_ids = pa.chunked_array([rows.sample_id]) if isinstance(rows.sample_id, pa.Array) else rows.sample_id
+    if n_other == len(model_ids) and other_ids.type == model_ids.type and other_ids.equals(model_ids):
+        # The common case (same rows, same order): no hash join over a million strings, and
+        # no gather or copy of the model's rows (chunk layouts may differ; equals compares values).
+        y_pred, scores = _predictions(table, panel.batch)
+        other_side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores))
+        comparison = bw.compare(model, other_side, paired=True, **panel.options())  # type: ignore[arg-type]
+        pairing = Pairing(mode="paired", shared_rows=n_other, model_only_rows=0, baseline_only_rows=0)
+        return _entry(kind, name, other_side.report, comparison, pairing, panel, details)
+    other_ids_flat = other_ids.combine_chunks()
+    position = pc.index_in(rows.sample_id, value_set=other_ids_flat)  # model row -> other row (or null)
+    shared = pc.is_valid(position).to_numpy(zero_copy_only=False)
+    take = position.drop_null().to_numpy()
+    n_shared = int(shared.sum())
     if n_shared > 0:
         everything = n_shared == shared.size
+        y_pred, scores = _predictions(table, panel.batch)
         # The model side, already prepared (sorted once) when every labeled row is shared.
         model_side: bw.Side | bw.PreparedSide = (
             model
@@ -276,9 +285,9 @@ def _other_batch(
         )
         other_side = panel.prepare(
             bw.Side(
-                y_true=rows.side.y_true[shared],
-                y_pred=codes.y_pred[take],
-                scores=None if codes.scores is None else codes.scores[take],
+                y_true=rows.side.y_true if everything else rows.side.y_true[shared],
+                y_pred=y_pred[take],
+                scores=None if scores is None else scores[take],
             )
         )
         comparison = bw.compare(model_side, other_side, paired=True, **panel.options())  # type: ignore[arg-type]
@@ -287,12 +296,15 @@ def _other_batch(
             shared_rows=n_shared,
             model_only_rows=int(shared.size - n_shared),
             # Ids are unique on both sides, so every other-batch row not matched is baseline-only.
-            baseline_only_rows=len(other_ids) - n_shared,
+            baseline_only_rows=n_other - n_shared,
             note=None
             if everything
             else f"compared on the {n_shared} labeled rows both batches share; ground truth from the model's batch",
         )
         return _entry(kind, name, other_side.report, comparison, pairing, panel, details)
+    if LABEL in stored:
+        table = table.append_column(LABEL, store.files.read(other.data_path, columns=[LABEL]).column(LABEL))
+    codes = _as_model_codes(table, panel.batch)
     labeled = codes.labeled
     unpaired_side = panel.prepare(
         bw.Side(
@@ -305,12 +317,21 @@ def _other_batch(
         mode="unpaired",
         shared_rows=0,
         model_only_rows=int(shared.size),
-        baseline_only_rows=len(other_ids),
+        baseline_only_rows=n_other,
         note="no sample ids in common: each side is evaluated on its own labeled rows and compared unpaired, "
         "so differences may come from the data as much as from the models",
     )
     comparison = bw.compare(model, unpaired_side, paired=False, **panel.options())  # type: ignore[arg-type]
     return _entry(kind, name, unpaired_side.report, comparison, pairing, panel, details)
+
+
+def _predictions(table: pa.Table, batch: BatchRecord) -> tuple[np.ndarray, np.ndarray | None]:
+    """Another batch's predictions (and scores) in the model batch's class order, every row."""
+    from service.jobs.evaluate import class_codes, score_matrix
+
+    if batch.task == "regression":
+        return table.column(PREDICTION).to_numpy().astype(np.float64), None
+    return class_codes(table.column(PREDICTION), pa.array(batch.classes)), score_matrix(table, batch)
 
 
 @dataclass(frozen=True)

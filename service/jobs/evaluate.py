@@ -25,6 +25,7 @@ from service.jobs.baselines import LabeledRows, run_baselines
 from service.jobs.gates import check_gates
 from service.jobs.probabilities import regression_confidence, run_calibration, run_confidence
 from service.jobs.robustness import run_robustness
+from service.jobs.slices import comparison_paradoxes, run_slices, slice_columns
 from service.settings import Settings
 from service.store import Store
 from service.store.records import BatchRecord, JobRecord
@@ -149,7 +150,8 @@ def run_evaluation(
     settings = settings or Settings()
     request = EvaluationCreate.model_validate(job.request)
     batch = store.meta.get_batch(request.batch_id)
-    table = store.files.read(batch.data_path, columns=list(dict.fromkeys(metric_columns(batch) + baseline_columns(request))))
+    wanted = metric_columns(batch) + baseline_columns(request) + slice_columns(request, batch)
+    table = store.files.read(batch.data_path, columns=list(dict.fromkeys(wanted)))
     progress(0.05)
     data = evaluation_data(table, batch)
     findings: list[Finding] = []
@@ -192,9 +194,19 @@ def run_evaluation(
     if prepared is not None:
         rows = labeled_rows(table, data)
         baseline_results, baseline_findings = run_baselines(
-            store, batch, request, rows, prepared, progress=lambda f: progress(0.6 + 0.35 * f)
+            store, batch, request, rows, prepared, progress=lambda f: progress(0.6 + 0.2 * f)
         )
         findings += baseline_findings
+    slices = None
+    if request.slices is not None and data.y_true.size > 0:
+        labeled = table.filter(pc.is_valid(table.column(LABEL)))
+        slices, slice_findings = run_slices(
+            store, batch, job, request, labeled, data.y_true, data.y_pred, data.scores, report,
+            progress=lambda f: progress(0.8 + 0.15 * f),
+        )
+        findings += slice_findings
+        if batch.task != "regression":
+            findings += comparison_paradoxes(store, batch, request, labeled, data.y_true == data.y_pred)
     progress(0.95)
     if 0 < batch.labeled_rows < batch.rows:
         findings.append(
@@ -227,6 +239,7 @@ def run_evaluation(
         calibration=calibration,
         confidence=confidence,
         robustness=robustness,
+        slices=slices,
         findings=findings,
         gates=gates,
     )

@@ -177,6 +177,39 @@ def validate_robustness(store: Store, request: EvaluationCreate, batch: BatchRec
         raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
 
 
+def validate_slices(request: EvaluationCreate, batch: BatchRecord) -> None:
+    spec = request.slices
+    if spec is None:
+        return
+    issues: list[FieldIssue] = []
+    features = {c["name"] for c in batch.columns if c["role"] == "feature"}
+
+    def check(field: str, name: str) -> None:
+        if name not in features:
+            issues.append(FieldIssue(field, f"{name!r} is not a feature column of the batch; features: {sorted(features)}"))
+
+    for i, name in enumerate(spec.columns):
+        check(f"slices.columns[{i}]", name)
+    for i, cross in enumerate(spec.crosses):
+        if len(cross) < 2 or len(set(cross)) != len(cross):
+            issues.append(FieldIssue(f"slices.crosses[{i}]", "a cross names two or more different columns"))
+        for j, name in enumerate(cross):
+            check(f"slices.crosses[{i}][{j}]", name)
+    schema = pa.schema([pa.field(c["name"], _arrow_type(c["type"])) for c in batch.columns])
+    for i, critical in enumerate(spec.critical):
+        try:
+            check_columns(parse(critical.where), schema)
+        except ExpressionError as exc:
+            issues.append(FieldIssue(f"slices.critical[{i}].where", str(exc)))
+    if spec.finder is not None:
+        for i, name in enumerate(spec.finder.columns or []):
+            check(f"slices.finder.columns[{i}]", name)
+        if spec.finder.columns is None and not features:
+            issues.append(FieldIssue("slices.finder", "the batch has no feature columns to search"))
+    if issues:
+        raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
+
+
 def _keys(classes: list[Label] | None) -> list[str]:
     return [repr(c) for c in classes or []]
 
@@ -214,6 +247,7 @@ def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreat
     validate_baselines(store, request, batch)
     validate_probability_sections(request, batch)
     validate_robustness(store, request, batch)
+    validate_slices(request, batch)
     job = JobRecord(
         id=new_id("j"),
         batch_id=batch.id,

@@ -194,6 +194,22 @@ class SqlStore:
         result: dict[str, Any] = row.result
         return result
 
+    def earlier_results(
+        self, model_name: str, *, before: datetime, limit: int = 50
+    ) -> list[tuple[str, str, datetime, dict[str, Any]]]:
+        """The newest ``limit`` succeeded results of ``model_name`` created before ``before``,
+        returned oldest first as (job id, model version, finished_at, result)."""
+        jobs = t.jobs
+        query = (
+            select(jobs.c.id, jobs.c.model_version, jobs.c.finished_at, jobs.c.result)
+            .where(jobs.c.model_name == model_name, jobs.c.status == "succeeded", jobs.c.created_at < before)
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(r.id, r.model_version, r.finished_at, r.result) for r in reversed(rows)]
+
     def counts_by_status(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.jobs.c.status, func.count()).group_by(t.jobs.c.status))

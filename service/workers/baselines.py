@@ -63,10 +63,12 @@ from service.workers.significance import (
     constant_score_influence,
     delta_method_difference,
     interval_verdict,
+    joint_mcnemar,
     mcnemar_exact,
     normalized_gain,
     p_value_verdict,
     paired_confusion_replicates,
+    paired_joint_counts,
     paired_regression_replicates,
     perfect_value,
     regression_influence,
@@ -285,15 +287,16 @@ def _constant_rate_report(
 def zero_rule_predictions(y_true: np.ndarray, *, n_classes: int, positive: int | None) -> Side:
     """The zero rule as a side: the most frequent class (ties: lowest code) and the prior as scores.
 
-    Binary scores are the prior of ``positive`` (shape (n,)); multiclass scores a
-    read-only broadcast of the prior (shape (n, K)).
+    Predictions and scores are read-only broadcasts: binary scores the prior of
+    ``positive`` (shape (n,)), multiclass ones the prior (shape (n, K)).
     """
     support = _support(y_true, n_classes, positive)
     y = np.asarray(y_true)
     prior = _prior(support)
-    pred = np.full(y.size, int(np.argmax(support)), dtype=np.intp)
+    # read-only broadcasts: no n-row array is materialised for a constant
+    pred = np.broadcast_to(np.intp(np.argmax(support)), (y.size,))
     if positive is not None:
-        scores = np.full(y.size, prior[positive])
+        scores = np.broadcast_to(np.float64(prior[positive]), (y.size,))
     else:
         scores = np.broadcast_to(prior, (y.size, n_classes))
     return Side(y_true=y, y_pred=pred, scores=scores)
@@ -410,7 +413,10 @@ def _score_side(
     else:
         stats = ScoreStatistics(y_true, scores, n_classes=k, positive=positive, names=names)
         values.update(stats.values())
-        gradients.update(score_influence(y_true, scores, n_classes=k, positive=positive, stats=stats))
+        # stats is not used again: its per-row losses become the gradients in place
+        gradients.update(
+            score_influence(y_true, scores, n_classes=k, positive=positive, stats=stats, consume=True)
+        )
         n_clipped = stats.n_clipped
     return values, gradients, n_clipped
 
@@ -529,13 +535,18 @@ def compare(
     b = _prepared(baseline, task=task, metrics=names, n_classes=n_classes, positive=positive)
     if paired:
         _check_paired(m, b)
-    replicates = _difference_replicates(m, b, names, paired=paired, samples=samples, seed=seed)
+    joint = None
+    if paired and m.task != "regression" and any(METRICS[n].source == "confusion" for n in names):
+        # one pass over the rows serves the paired bootstrap and McNemar's test
+        assert m.n_classes is not None
+        joint = paired_joint_counts(m.side.y_true, m.side.y_pred, b.side.y_pred, n_classes=m.n_classes)
+    replicates = _difference_replicates(m, b, names, paired=paired, samples=samples, seed=seed, joint=joint)
     prefix = "paired_" if paired else "unpaired_"
     significance: dict[str, MetricComparison] = {}
     for name in names:
         mv, bv = m.values[name], b.values[name]
         interval, test = _difference_interval(name, m, b, replicates, paired=paired, confidence=confidence)
-        counted = _accuracy_test(m, b, paired=paired) if name == "accuracy" else None
+        counted = _accuracy_test(m, b, paired=paired, joint=joint) if name == "accuracy" else None
         significance[name] = _assess(
             name, mv, bv, interval=interval, test=prefix + test, counted=counted, confidence=confidence
         )
@@ -599,7 +610,14 @@ def _check_paired(m: PreparedSide, b: PreparedSide) -> None:
 
 
 def _difference_replicates(
-    m: PreparedSide, b: PreparedSide, names: list[str], *, paired: bool, samples: int, seed: int
+    m: PreparedSide,
+    b: PreparedSide,
+    names: list[str],
+    *,
+    paired: bool,
+    samples: int,
+    seed: int,
+    joint: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Bootstrap replicates of model - baseline for the metrics without a delta-method interval."""
     conf = [n for n in names if METRICS[n].source == "confusion"]
@@ -610,7 +628,7 @@ def _difference_replicates(
         if paired:
             out.update(paired_confusion_replicates(
                 m.side.y_true, m.side.y_pred, b.side.y_pred, n_classes=m.n_classes, positive=m.positive,
-                metrics=conf, samples=samples, seed=seed,
+                metrics=conf, samples=samples, seed=seed, joint=joint,
             ))
         else:
             out.update(unpaired_classification_replicates(
@@ -632,8 +650,19 @@ def _difference_replicates(
 
 
 def _model_replicates(m: PreparedSide, names: list[str], *, samples: int, seed: int) -> dict[str, np.ndarray]:
-    """Bootstrap replicates of the model's own metrics (no delta-method interval)."""
+    """Bootstrap replicates of the model's own metrics (no delta-method interval), cached on
+    the prepared side (every closed-form baseline of a panel asks for the same ones)."""
     resampled = [n for n in names if n not in DELTA_METHOD_METRICS]
+    cache = m.__dict__.setdefault("_replicates", {})
+    key = (tuple(resampled), samples, seed)
+    if key not in cache:
+        cache[key] = _fresh_model_replicates(m, resampled, samples=samples, seed=seed)
+    return {n: r.copy() for n, r in cache[key].items()}
+
+
+def _fresh_model_replicates(
+    m: PreparedSide, resampled: list[str], *, samples: int, seed: int
+) -> dict[str, np.ndarray]:
     if not resampled or m.n == 0:
         return {n: np.full(samples, np.nan) for n in resampled}
     if m.task == "regression":
@@ -685,7 +714,12 @@ def _shifted_interval(
     return delta_method_difference(m.values[name] - constant, [gm], confidence=confidence), test
 
 
-def _accuracy_test(m: PreparedSide, b: PreparedSide, *, paired: bool) -> tuple[str, float | None]:
+def _accuracy_test(
+    m: PreparedSide, b: PreparedSide, *, paired: bool, joint: np.ndarray | None = None
+) -> tuple[str, float | None]:
+    if paired and joint is not None:
+        assert m.n_classes is not None
+        return "mcnemar_exact", joint_mcnemar(joint, n_classes=m.n_classes).p_value
     if paired:
         result = mcnemar_exact(m.side.y_true == m.side.y_pred, b.side.y_true == b.side.y_pred)
         return "mcnemar_exact", result.p_value

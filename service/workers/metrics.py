@@ -574,7 +574,7 @@ class _Curve:
         ``TP + FP`` the depth ``1 .. n``: the area is ``2 sum_neg TP`` (integers, exact)
         and AP the mean of ``TP / depth`` over the positives.
         """
-        tps = self.unweighted_counts[0]
+        tps = self.unweighted_tps
         n = tps.size
         n_pos = float(tps[-1])
         n_neg = float(n) - n_pos
@@ -591,14 +591,17 @@ class _Curve:
         return out
 
     @cached_property
-    def unweighted_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`counts` without weights, computed once (the delta method reuses them)."""
+    def unweighted_tps(self) -> np.ndarray:
+        """Cumulative TP at each threshold without weights, computed once (the delta method reuses it)."""
         tps = np.cumsum(self.is_pos, dtype=np.float64)
-        if self.ends is None:
-            fps = np.arange(1.0, tps.size + 1.0)
-        else:
-            tps = tps[self.ends]
-            fps = self.ends + 1.0
+        return tps if self.ends is None else tps[self.ends]
+
+    @cached_property
+    def unweighted_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`counts` without weights, computed once (distinct scores need only the TP,
+        so their n-row FP array is built only when asked for)."""
+        tps = self.unweighted_tps
+        fps = np.arange(1.0, tps.size + 1.0) if self.ends is None else self.ends + 1.0
         fps -= tps
         return tps, fps
 

@@ -121,8 +121,11 @@ def mcnemar_exact(model_correct: np.ndarray, baseline_correct: np.ndarray) -> Mc
         raise ValueError(
             f"model_correct and baseline_correct must be 1-D and aligned, got {a.shape} and {o.shape}."
         )
-    b = int(np.count_nonzero(a & ~o))
-    c = int(np.count_nonzero(o & ~a))
+    return mcnemar_counts(int(np.count_nonzero(a & ~o)), int(np.count_nonzero(o & ~a)))
+
+
+def mcnemar_counts(b: int, c: int) -> McNemar:
+    """:func:`mcnemar_exact` from the discordant counts (model right only ``b``, baseline right only ``c``)."""
     if b + c == 0:
         return McNemar(b, c, 1.0)
     p = 2.0 * float(scipy_stats.binom.cdf(min(b, c), b + c, 0.5))
@@ -291,6 +294,7 @@ def paired_confusion_replicates(
     metrics: Sequence[str],
     samples: int = 1000,
     seed: int = 0,
+    joint: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Paired bootstrap replicates of ``metric(a) - metric(b)`` for label metrics.
 
@@ -300,6 +304,8 @@ def paired_confusion_replicates(
         Validated class codes of the same rows.
     metrics : sequence of str
         Registry names with ``source == "confusion"``.
+    joint : ndarray, optional
+        :func:`paired_joint_counts` of the same arrays, when already computed.
 
     Returns
     -------
@@ -318,7 +324,8 @@ def paired_confusion_replicates(
     n = int(y_true.size)
     if n == 0:
         return {m: np.full(samples, np.nan) for m in metrics}
-    joint = np.bincount((y_true * k + pred_a) * k + pred_b, minlength=k**3)
+    if joint is None:
+        joint = paired_joint_counts(y_true, pred_a, pred_b, n_classes=k)
     cells = np.flatnonzero(joint)
     # cell (t, a, b) feeds cell t*K + a of side a and t*K + b of side b
     to_a, to_b = cells // k, (cells // (k * k)) * k + cells % k
@@ -334,6 +341,26 @@ def paired_confusion_replicates(
         for m in metrics:
             out[m][start : start + size] = va[m] - vb[m]
     return out
+
+
+def paired_joint_counts(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, n_classes: int) -> np.ndarray:
+    """Counts of ``(true, pred_a, pred_b)`` in cell ``(t K + a) K + b`` (one n-row temporary)."""
+    k = n_classes
+    flat = np.multiply(y_true, k, dtype=np.intp)
+    flat += pred_a
+    flat *= k
+    flat += pred_b
+    return np.bincount(flat, minlength=k**3)
+
+
+def joint_mcnemar(joint: np.ndarray, *, n_classes: int) -> McNemar:
+    """:func:`mcnemar_exact` from :func:`paired_joint_counts` (no n-row pass)."""
+    k = n_classes
+    cube = joint.reshape(k, k, k)
+    both = np.einsum("iii->", cube)
+    model_right = int(np.einsum("iij->", cube)) - int(both)
+    baseline_right = int(np.einsum("iji->", cube)) - int(both)
+    return mcnemar_counts(model_right, baseline_right)
 
 
 def _marginal(draws: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
@@ -621,14 +648,18 @@ def _macro_ranking_gradients(
     return out
 
 
-def _loss_gradients(losses: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray | None]:
-    # a mean of per-row losses L: d L / d w_k = (l_k - L) / n
+def _loss_gradients(
+    losses: dict[str, np.ndarray], n: int, *, in_place: bool = False
+) -> dict[str, np.ndarray | None]:
+    # a mean of per-row losses L: d L / d w_k = (l_k - L) / n; with ``in_place`` the
+    # loss rows become the gradients (no fresh n-row array per metric)
     out: dict[str, np.ndarray | None] = {}
     for name, rows in losses.items():
         if not n:
             out[name] = None
             continue
-        g = rows - rows.mean()
+        mean = rows.mean()
+        g = np.subtract(rows, mean, out=rows) if in_place else rows - mean
         g /= n
         out[name] = g
     return out
@@ -641,6 +672,7 @@ def score_influence(
     n_classes: int,
     positive: int | None,
     stats: ScoreStatistics,
+    consume: bool = False,
 ) -> dict[str, np.ndarray | None]:
     """Gradients ``d metric / d w_k`` (rows in input order) of the score metrics prepared in ``stats``.
 
@@ -650,6 +682,9 @@ def score_influence(
         As :class:`~service.workers.metrics.ScoreStatistics` (validated).
     stats : ScoreStatistics
         Built on the same data; its rankings are reused (no new sort).
+    consume : bool, default False
+        Turn ``stats``' per-row losses into the gradients in place (no fresh n-row
+        arrays); ``stats`` must not be evaluated afterwards.
 
     Returns
     -------
@@ -665,11 +700,13 @@ def score_influence(
     if ranked:
         # the cumulative counts ScoreStatistics.values() already computed (no new cumsum)
         rankings: list[Ranking] = [
-            (c.is_pos, c.ends, stats.row_order if positive is not None else c.order, c.unweighted_counts[0])
+            (c.is_pos, c.ends, stats.row_order if positive is not None else c.order, c.unweighted_tps)
             for c in stats.curves
         ]
         out.update(_macro_ranking_gradients(rankings, n, ranked, binary=positive is not None))
-    out.update(_loss_gradients(stats.row_losses, n))
+    out.update(_loss_gradients(stats.row_losses, n, in_place=consume))
+    if consume:
+        stats.row_losses = {}
     return {m: out[m] for m in names}
 
 
@@ -708,7 +745,8 @@ def constant_score_influence(
     else:
         rows = np.tile(score_row, (n_classes, 1))
     per_class = _row_losses(codes, rows, n_classes=n_classes, positive=positive, names=score_names)
-    out.update(_loss_gradients({m: table[y] for m, table in per_class.items()}, n))
+    # the gathered rows are fresh arrays: they become the gradients in place
+    out.update(_loss_gradients({m: table[y] for m, table in per_class.items()}, n, in_place=True))
     return {m: out[m] for m in score_names}
 
 

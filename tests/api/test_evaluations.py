@@ -197,7 +197,7 @@ async def test_jobs_list_pages_and_filters(client: httpx.AsyncClient, run_jobs: 
         ({"metrics": ["accuracy", "bogus"]}, "metrics"),
         ({"metrics": []}, "metrics"),
         ({"metrics": ["mae"]}, "metrics"),
-        ({"slices": {"columns": ["country"]}}, "slices"),
+        ({"callback_url": "https://ci.example/hook"}, "callback_url"),
         ({"gates": [{"metric": "r2", "min": 0.5}]}, "gates[0].metric"),
         ({"gates": [{"metric": "accuracy"}]}, "gates"),
         ({"surprise": 1}, "surprise"),

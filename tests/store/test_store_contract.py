@@ -222,3 +222,19 @@ def test_deleting_a_batch_keeps_its_jobs_readable(store: SqlStore) -> None:
 
 def test_new_ids_are_unique() -> None:
     assert len({new_id("j") for _ in range(1000)}) == 1000
+
+
+def test_earlier_results_of_a_model_oldest_first(store: SqlStore) -> None:
+    store.insert_batch(batch(0))
+    for i in range(4):
+        store.insert_job(job(i))
+        store.claim_job("w", lease_seconds=30)
+        if i != 2:
+            assert store.complete_job(f"j_{i:04d}", "w", {"i": i})
+        else:
+            store.fail_job(f"j_{i:04d}", "w", "boom")
+    store.insert_job(job(9))  # queued: not a result
+    got = store.earlier_results("m", before=T0 + timedelta(seconds=3), limit=10)
+    assert [(r[0], r[3]) for r in got] == [("j_0000", {"i": 0}), ("j_0001", {"i": 1})]
+    assert [r[0] for r in store.earlier_results("m", before=T0 + timedelta(days=1), limit=2)] == ["j_0001", "j_0003"]
+    assert store.earlier_results("other", before=T0 + timedelta(days=1)) == []

@@ -1,0 +1,296 @@
+"""The slices section of one evaluation: slice metrics, critical slices with their history,
+Simpson's paradox checks and the slice finder. Arrays go to the pure workers; findings come back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.evaluations import EvaluationCreate
+from schemas.metrics import MetricsReport
+from schemas.results import Finding
+from schemas.slices import CriticalSliceResult, SliceMetric, SlicesResult
+from service.expressions import evaluate as evaluate_expression
+from service.expressions import parse
+from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
+from service.store import Store
+from service.store.records import BatchRecord, JobRecord
+from service.workers import metrics as metrics_worker
+from service.workers import simpsons, slicefinder
+from service.workers import slices as slice_worker
+
+Progress = Callable[[float], None]
+Column = tuple[str, np.ndarray, list[Any]]
+
+
+def slice_columns(request: EvaluationCreate, batch: BatchRecord) -> list[str]:
+    """Every column the slices section reads from the batch file."""
+    spec = request.slices
+    if spec is None:
+        return []
+    names = set(spec.columns) | {c for cross in spec.crosses for c in cross}
+    for critical in spec.critical:
+        names |= parse(critical.where).columns()
+    if spec.finder is not None:
+        names |= set(spec.finder.columns or _features(batch))
+    return sorted(names | {SAMPLE_ID})
+
+
+def _features(batch: BatchRecord) -> list[str]:
+    return [c["name"] for c in batch.columns if c["role"] == "feature"]
+
+
+def codes_of(table: pa.Table, name: str, *, bins: int) -> Column:
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        # Parquet hands back one dictionary per row group: unify them so codes mean one thing.
+        column = column.unify_dictionaries()
+    codes, labels = slice_worker.slice_codes(column, bins=bins)
+    return name, codes, labels
+
+
+def run_slices(
+    store: Store,
+    batch: BatchRecord,
+    job: JobRecord,
+    request: EvaluationCreate,
+    labeled: pa.Table,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    scores: np.ndarray | None,
+    report: MetricsReport,
+    *,
+    progress: Progress,
+) -> tuple[SlicesResult, list[Finding]]:
+    spec = request.slices
+    assert spec is not None
+    classes = batch.classes or []
+    task = batch.task
+    metrics = [m for m, v in report.metrics.items()]
+    common: dict[str, Any] = {
+        "task": task,
+        "n_classes": None if task == "regression" else len(classes),
+        "positive": classes.index(batch.positive_class) if task == "binary" else None,
+        "scores": scores,
+        "metrics": metrics,
+        "overall": report.metrics,
+        "min_support": spec.min_support,
+        "alpha": spec.alpha,
+    }
+    boot = request.bootstrap
+    if boot is not None:
+        common |= {"bootstrap_samples": min(boot.samples, 1000), "seed": boot.seed, "confidence": boot.confidence}
+    result = SlicesResult()
+    findings: list[Finding] = []
+    cache: dict[str, Column] = {}
+
+    def column(name: str) -> Column:
+        if name not in cache:
+            cache[name] = codes_of(labeled, name, bins=spec.bins)
+        return cache[name]
+
+    groups = [[c] for c in spec.columns] + [list(cross) for cross in spec.crosses]
+    # Prepared once (scores sorted, per-row losses computed), then one report per column or cross.
+    evaluator = slice_worker.SliceEvaluator(y_true, y_pred, **common) if groups else None
+    for i, names in enumerate(groups):
+        assert evaluator is not None
+        group, under = evaluator.report([column(n) for n in names])
+        result.groups.append(group)
+        findings += [_underperforming(u) for u in under]
+        progress(0.5 * (i + 1) / max(len(groups), 1))
+
+    result.critical = [
+        _critical(store, batch, job, c.name, c.where, labeled, y_true, y_pred, scores, metrics) for c in spec.critical
+    ]
+    errors = _row_errors(y_true, y_pred, task)
+    if spec.finder is not None:
+        finder = spec.finder
+        names = finder.columns or _features(batch)
+        finder_columns = [codes_of(labeled, n, bins=finder.bins) for n in names]
+        options = {
+            "top_k": finder.top_k,
+            "min_support": finder.min_support or spec.min_support,
+            "alpha": finder.alpha,
+        }
+        result.finder = slicefinder.find_slices(
+            errors, finder_columns, max_conditions=finder.max_conditions, **options
+        )
+        result.tree = slicefinder.tree_slices(errors, finder_columns, max_depth=finder.max_conditions, **options)
+    progress(0.8)
+    findings += _trend_reversals(labeled, errors, [column(n) for n in spec.columns], spec.min_support)
+    return result, findings
+
+
+def _row_errors(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> np.ndarray:
+    if task == "regression":
+        return np.abs(y_true - y_pred)
+    return (y_true != y_pred).astype(np.float64)
+
+
+def _underperforming(u: dict[str, Any]) -> Finding:
+    where = " and ".join(f"{k} = {v!r}" for k, v in u["conditions"].items())
+    worse = "above" if not metrics_worker.METRICS[u["metric"]].greater_is_better else "below"
+    rest = u.get("rest")
+    against = f"the rest of the batch ({rest:.4g})" if rest is not None else "the rest of the batch"
+    return Finding(
+        kind="underperforming_slice",
+        severity="warning",
+        message=f"{u['metric']} is {u['value']:.4g} where {where} (n = {u['n']}), significantly {worse} "
+        f"{against}; p = {u['p_value']:.2g}, Benjamini-Hochberg adjusted {u.get('p_adjusted', u['p_value']):.2g}.",
+        details=u,
+    )
+
+
+def _critical(
+    store: Store,
+    batch: BatchRecord,
+    job: JobRecord,
+    name: str,
+    where: str,
+    labeled: pa.Table,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    scores: np.ndarray | None,
+    metrics: list[str],
+) -> CriticalSliceResult:
+    mask = evaluate_expression(parse(where), labeled)
+    n = int(mask.sum())
+    values: dict[str, SliceMetric] = {}
+    if n > 0:
+        if batch.task == "regression":
+            sub = metrics_worker.regression_metrics(y_true[mask], y_pred[mask], metrics=metrics)
+        else:
+            classes = batch.classes or []
+            sub = metrics_worker.classification_metrics(
+                y_true[mask],
+                y_pred[mask],
+                n_classes=len(classes),
+                class_names=[str(c) for c in classes],
+                positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
+                scores=None if scores is None else scores[mask],
+                metrics=metrics,
+            )
+        values = {m: SliceMetric(value=v) for m, v in sub.metrics.items()}
+    history = []
+    for job_id, version, finished_at, earlier in store.meta.earlier_results(batch.model_name, before=job.created_at):
+        for entry in (earlier.get("slices") or {}).get("critical", []):
+            if entry.get("name") == name:
+                history.append(
+                    {
+                        "job_id": job_id,
+                        "version": version,
+                        "finished_at": finished_at.isoformat(),
+                        "where": entry.get("where"),
+                        "n": entry.get("n"),
+                        "metrics": {m: v.get("value") for m, v in entry.get("metrics", {}).items()},
+                    }
+                )
+    return CriticalSliceResult(
+        name=name, where=where, n=n, share=n / max(len(y_true), 1), metrics=values, history=history
+    )
+
+
+def _trend_reversals(labeled: pa.Table, errors: np.ndarray, columns: list[Column], min_support: int) -> list[Finding]:
+    """Per model: a numeric column whose trend with the error reverses inside another column's slices."""
+    numeric = [
+        name for name in labeled.column_names
+        if pa.types.is_integer(labeled.column(name).type) or pa.types.is_floating(labeled.column(name).type)
+    ]
+    findings = []
+    for x_name in numeric:
+        x = labeled.column(x_name).to_numpy(zero_copy_only=False).astype(np.float64)
+        for strata_name, codes, labels in columns:
+            if strata_name == x_name:
+                continue
+            details = simpsons.trend_reversal(
+                x, errors, codes, labels, x_name=x_name, strata_name=strata_name, min_support=min_support
+            )
+            if details is not None:
+                findings.append(
+                    Finding(
+                        kind="simpsons_paradox",
+                        severity="warning",
+                        message=f"The error rate's trend with {x_name} reverses inside every {strata_name} slice.",
+                        details=details,
+                    )
+                )
+    return findings
+
+
+def comparison_paradoxes(
+    store: Store,
+    batch: BatchRecord,
+    request: EvaluationCreate,
+    labeled: pa.Table,
+    model_correct: np.ndarray,
+) -> list[Finding]:
+    """For each existing/human baseline: does the comparison reverse between slices and aggregate?"""
+    spec, panel = request.slices, request.baselines
+    if spec is None or panel is None or not spec.columns:
+        return []
+    others = [("human", panel.human.batch_id)] if panel.human else []
+    others += [(e.name, e.batch_id) for e in panel.existing]
+    findings = []
+    for name, other_id in others:
+        other = store.meta.get_batch(other_id)
+        present = {c["name"] for c in other.columns}
+        wanted = [c for c in spec.columns if c in present]
+        table = store.files.read(other.data_path, columns=[SAMPLE_ID, LABEL, PREDICTION, *wanted])
+        other_correct, other_rows = _correctness(table, labeled, model_correct)
+        for column_name in wanted:
+            model_values = _values(labeled, column_name)
+            other_values = _values(other_rows, column_name)
+            labels = sorted(set(model_values.tolist()) | set(other_values.tolist()), key=repr)
+            index = {v: i for i, v in enumerate(labels)}
+            details = simpsons.comparison_paradox(
+                column_name,
+                model_correct,
+                np.array([index[v] for v in model_values.tolist()], dtype=np.intp),
+                other_correct,
+                np.array([index[v] for v in other_values.tolist()], dtype=np.intp),
+                labels,
+                min_support=spec.min_support,
+            )
+            if details is not None:
+                details["baseline"] = name
+                findings.append(
+                    Finding(
+                        kind="simpsons_paradox",
+                        severity="warning",
+                        message=f"Against {name}, the comparison on {column_name} reverses: "
+                        f"{details.get('explanation', '')}",
+                        details=details,
+                    )
+                )
+    return findings
+
+
+def _values(table: pa.Table, name: str) -> np.ndarray:
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return np.asarray(column.to_pylist(), dtype=object)
+
+
+def _correctness(other: pa.Table, labeled: pa.Table, model_correct: np.ndarray) -> tuple[np.ndarray, pa.Table]:
+    """The other side's per-row correctness: on its own labeled rows when it has labels,
+    else on the model's rows it shares (ground truth from the model's batch)."""
+    if other.column(LABEL).null_count < other.num_rows:
+        own = other.filter(pc.is_valid(other.column(LABEL)))
+        correct = _equal(own.column(LABEL), own.column(PREDICTION))
+        return correct, own
+    position = pc.index_in(other.column(SAMPLE_ID), value_set=labeled.column(SAMPLE_ID).combine_chunks())
+    shared = other.filter(pc.is_valid(position))
+    truth = labeled.column(LABEL).take(position.drop_null())
+    return _equal(truth, shared.column(PREDICTION)), shared
+
+
+def _equal(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    left = a.cast(pa.string()) if a.type != b.type else a
+    right = b.cast(pa.string()) if a.type != b.type else b
+    return pc.equal(left, right).to_numpy(zero_copy_only=False).astype(bool)
+

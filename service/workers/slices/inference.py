@@ -1,0 +1,161 @@
+"""Intervals and tests for many slices at once: every function takes and returns arrays over slices.
+
+NaN marks "no interval" / "no test" (a slice without rows of a kind, a rest
+without rows); callers turn it into ``None``. No function here warns on 0/0.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+from scipy.special import erfc  # type: ignore[import-untyped]
+
+
+def z_value(confidence: float) -> float:
+    """The two-sided normal quantile of ``confidence`` (1.96 for 0.95)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}.")
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` with NaN where ``den == 0`` (no warning)."""
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+    out: np.ndarray = np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
+    return out
+
+
+def two_sided_p(z: np.ndarray) -> np.ndarray:
+    """``P(|Z| >= |z|)`` for a standard normal ``Z``; NaN stays NaN."""
+    return np.asarray(erfc(np.abs(z) / math.sqrt(2.0)), dtype=np.float64)
+
+
+def wilson(successes: np.ndarray, trials: np.ndarray, *, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of ``successes / trials`` per slice (NaN where ``trials == 0``).
+
+    Notes
+    -----
+    With ``p = x / n``::
+
+        centre = (p + z^2 / 2n) / (1 + z^2 / n)
+        half   = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / 4n^2)
+
+    Unlike ``p +- z sqrt(p (1 - p) / n)`` it stays inside [0, 1] and is not a point
+    at ``p = 0`` or ``1``.
+    """
+    x = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    p = ratio(x, n)
+    z2n = ratio(np.full(n.shape, z * z), n)
+    denom = 1.0 + z2n
+    centre = (p + z2n / 2.0) / denom
+    half = z / denom * np.sqrt(np.maximum(ratio(p * (1.0 - p), n) + z2n * z2n / (4.0 * z * z), 0.0))
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def two_proportion_p(x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray) -> np.ndarray:
+    """Pooled two-proportion z test (two-sided), per slice.
+
+    The vectorized form of :func:`service.workers.significance.two_proportion_z`:
+    NaN when a side has no rows; ``p = 1`` when the pooled proportion is 0 or 1.
+    """
+    x1, n1, x2, n2 = (np.asarray(a, dtype=np.float64) for a in (x1, n1, x2, n2))
+    pooled = ratio(x1 + x2, n1 + n2)
+    var = pooled * (1.0 - pooled) * (ratio(np.ones_like(n1), n1) + ratio(np.ones_like(n2), n2))
+    diff = ratio(x1, n1) - ratio(x2, n2)
+    p = two_sided_p(ratio(diff, np.sqrt(np.maximum(var, 0.0))))
+    return np.where(np.isfinite(diff) & (var <= 0), 1.0, p)
+
+
+def mean_and_variance(sums: np.ndarray, squares: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice mean and sample variance (``n - 1`` denominator) from sums of values and of squares.
+
+    The variance is NaN below 2 rows. It feeds intervals and tests only, never a
+    reported metric, so the one-pass formula's rounding (relative ``~1e-16 mean^2 / var``)
+    does not matter.
+    """
+    mean = ratio(sums, n)
+    var = ratio(np.maximum(squares - sums * mean, 0.0), np.asarray(n, dtype=np.float64) - 1.0)
+    return mean, np.where(np.asarray(n) >= 2, var, np.nan)
+
+
+def normal_p(difference: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """Two-sided p-value of ``difference / se``; a zero ``se`` gives 1 (no difference) or 0."""
+    d = np.asarray(difference, dtype=np.float64)
+    s = np.asarray(se, dtype=np.float64)
+    p = two_sided_p(ratio(d, s))
+    return np.where(np.isfinite(d) & (s == 0), np.where(d == 0, 1.0, 0.0), p)
+
+
+def welch_p(
+    mean1: np.ndarray, var1: np.ndarray, n1: np.ndarray, mean2: np.ndarray, var2: np.ndarray, n2: np.ndarray
+) -> np.ndarray:
+    """Welch (unequal variances) z test of two means, two-sided; NaN below 2 rows on a side.
+
+    With millions of rows the t distribution is the normal; with a few dozen the
+    normal p-value is slightly optimistic (slices below ``min_support`` are never flagged).
+    """
+    se = np.sqrt(ratio(var1, n1) + ratio(var2, n2))
+    return normal_p(np.asarray(mean1) - np.asarray(mean2), se)
+
+
+def normal_interval(value: np.ndarray, se: np.ndarray, *, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """``value +- z se`` (NaN where either is NaN)."""
+    return value - z * se, value + z * se
+
+
+def percentiles(stack: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
+    """Linear-interpolation percentiles (``np.percentile``'s default) of each column of ``stack``.
+
+    Parameters
+    ----------
+    stack : ndarray of shape (B, G)
+        Bootstrap replicates per slice, NaN where undefined.
+    q : tuple of float
+        Fractions in [0, 1].
+
+    Returns
+    -------
+    ndarray of shape (len(q), G)
+        NaN replicates are dropped; a slice undefined in more than half of its
+        replicates gets NaN (as :func:`service.workers.bootstrap.percentile_intervals`).
+    """
+    b = stack.shape[0]
+    ordered = np.sort(stack, axis=0)  # NaN last
+    k = np.count_nonzero(~np.isnan(stack), axis=0)
+    ok = (k > 0) & (2 * (b - k) <= b)
+    out = np.full((len(q), stack.shape[1]), np.nan)
+    cols = np.flatnonzero(ok)
+    if not cols.size:
+        return out
+    kk = k[cols]
+    for i, frac in enumerate(q):
+        pos = frac * (kk - 1)
+        lo = np.floor(pos).astype(np.intp)
+        hi = np.minimum(lo + 1, kk - 1)
+        a = ordered[lo, cols]
+        c = ordered[hi, cols]
+        out[i, cols] = a + (pos - lo) * (c - a)
+    return out
+
+
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (NaN entries are not tests and stay NaN).
+
+    ``q_(i) = min_{j >= i} m p_(j) / j`` over the ``m`` defined p-values sorted
+    increasingly, capped at 1; rejecting ``q <= alpha`` controls the false
+    discovery rate at ``alpha``.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    defined = np.flatnonzero(~np.isnan(p))
+    m = defined.size
+    if not m:
+        return out
+    order = defined[np.argsort(p[defined], kind="stable")]
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
