@@ -8,15 +8,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from scipy import stats
 
 from schemas.slices import SliceFinderResult
-from service.workers.slicefinder import benjamini_hochberg, bin_numeric, find_slices, tree_slices
+from service.workers.slicefinder import benjamini_hochberg, find_slices, tree_slices
 from service.workers.slicefinder import lattice as lattice_module
 from service.workers.slicefinder import tables as tables_module
 from service.workers.slicefinder.hypotheses import BatchTotals, hypergeom_sf, slice_p_values
 from service.workers.slicefinder.tables import CellStats
+from service.workers.slices.codes import slice_codes
 
 Columns = list[tuple[str, np.ndarray, list[Any]]]
 CARDS = (3, 4, 5, 6, 8, 10)
@@ -288,6 +290,25 @@ def test_no_errors_and_no_worse_slice() -> None:
     assert constant.slices == []  # every slice has the batch's error: none is worse
 
 
+def test_columns_coded_by_slice_codes_binned_and_null() -> None:
+    # the job's input path: numeric columns quantile-binned, nulls their own slice (label None)
+    rng = np.random.default_rng(12)
+    n = 40_000
+    age = rng.uniform(18, 90, n)
+    age[rng.random(n) < 0.05] = np.nan
+    plan = rng.choice(["basic", "pro", "team"], n)
+    worse = np.isnan(age) & (plan == "team")
+    errors = (rng.random(n) < np.where(worse, 0.4, 0.05)).astype(np.float64)
+    columns: Columns = [
+        ("age", *slice_codes(pa.array(age, from_pandas=True), bins=5)),
+        ("plan", *slice_codes(pa.array(plan), bins=5)),
+    ]
+    assert columns[0][2][-1] is None and columns[0][2][0].startswith("[")
+    for result in (find_slices(errors, columns), tree_slices(errors, columns)):
+        assert result.slices[0].conditions == {"age": None, "plan": "team"}
+        assert result.slices[0].significant
+
+
 # --------------------------------------------------------------------------- tests and BH
 
 
@@ -357,17 +378,6 @@ def test_p_values_match_scipy() -> None:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def test_bin_numeric() -> None:
-    codes, labels = bin_numeric(np.array([1.0, 2.0, 3.0, 4.0, np.nan]), bins=2)
-    assert codes.tolist() == [0, 0, 1, 1, 2]
-    assert labels == ["[1, 2.5)", "[2.5, 4]", "missing"]
-    codes, labels = bin_numeric(np.array([5.0, 5.0, 5.0]), bins=4)
-    assert codes.tolist() == [0, 0, 0] and labels == ["[5, 5]"]
-    values = np.random.default_rng(0).normal(size=1000)
-    codes, labels = bin_numeric(values, bins=5)
-    assert len(labels) == 5 and np.bincount(codes).tolist() == [200] * 5
 
 
 @pytest.mark.parametrize(

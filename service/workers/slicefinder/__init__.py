@@ -3,7 +3,8 @@
 Pure computation, deterministic: no I/O, no clock, no global random state.
 
 Input: a per-row error (0/1, or a loss >= 0) and coded slice columns
-``(name, codes, labels)``; numeric columns are binned first (:func:`bin_numeric`).
+``(name, codes, labels)``, numeric columns binned, as
+:func:`service.workers.slices.codes.slice_codes` codes them.
 
 * :mod:`.lattice` -- :func:`find_slices`, SliceLine's level-wise lattice search over
   conjunctions of ``column == value``, pruned by upper bounds on the score, exact
@@ -15,14 +16,16 @@ Input: a per-row error (0/1, or a loss >= 0) and coded slice columns
 * :mod:`.hypotheses` -- one-sided tests of each slice against the rest of the batch
   and Benjamini-Hochberg over every slice tested.
 
-Cost (1M rows, 6 columns of 2, 3, 5, 10, 20, 50 values, 2-core dev box,
-``benchmarks/bench_slicefinder.py``): see the benchmark's table; the lattice
-search reads the rows once (one ``bincount`` pass) whatever the depth.
+Cost (1M 0/1 errors, 6 columns of 2, 3, 5, 10, 20, 50 values, 2-core dev box,
+``benchmarks/bench_slicefinder.py``): :func:`find_slices` ~25 ms at depth 2 or 3
+(numpy enumeration of all 32,131 slices: 0.21 s; the ``sliceline`` package at
+depth 2: 26 s and 7.3 GB, at depth 3 out of memory under a 12 GB cap), peak
+~15 MB allocated; :func:`tree_slices` ~0.35 s. The rows are read once (one
+``bincount`` pass) whatever the depth.
 """
 
-from service.workers.slicefinder.columns import bin_numeric
 from service.workers.slicefinder.hypotheses import benjamini_hochberg
 from service.workers.slicefinder.lattice import find_slices
 from service.workers.slicefinder.tree import tree_slices
 
-__all__ = ["benjamini_hochberg", "bin_numeric", "find_slices", "tree_slices"]
+__all__ = ["benjamini_hochberg", "find_slices", "tree_slices"]

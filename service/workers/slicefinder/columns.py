@@ -1,8 +1,10 @@
-"""The slice finder's inputs: per-row errors and coded slice columns, validated once; numeric binning."""
+"""The slice finder's inputs: per-row errors and coded slice columns, validated once.
+
+Columns come coded (numeric ones binned) by :func:`service.workers.slices.codes.slice_codes`.
+"""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,49 +80,3 @@ def check_columns(columns: Sequence[ColumnInput], *, n: int) -> SliceColumns:
         codes.append(c.astype(np.intp, copy=False))
         labels.append(tuple(_plain(v) for v in column_labels))
     return SliceColumns(tuple(names), tuple(codes), tuple(labels))
-
-
-def bin_numeric(values: np.ndarray, *, bins: int = 5) -> tuple[np.ndarray, list[str]]:
-    """Quantile-bin a numeric column into slice codes and ``[low, high)`` labels.
-
-    Parameters
-    ----------
-    values : ndarray of shape (n,)
-        Numbers; NaN rows go to a last ``"missing"`` code.
-    bins : int, default=5
-        Equal-mass bins wanted; tied quantiles merge, so there may be fewer.
-
-    Returns
-    -------
-    codes : ndarray of shape (n,), intp
-    labels : list of str
-        ``"[low, high)"``, the last bin closed ``"[low, high]"``.
-
-    Examples
-    --------
-    >>> codes, labels = bin_numeric(np.array([1.0, 2.0, 3.0, 4.0, np.nan]), bins=2)
-    >>> codes.tolist(), labels
-    ([0, 0, 1, 1, 2], ['[1, 2.5)', '[2.5, 4]', 'missing'])
-    """
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}.")
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1:
-        raise ValueError(f"values must be 1-D, got shape {v.shape}.")
-    if np.isinf(v).any():
-        raise ValueError("values has infinite entries.")
-    finite = ~np.isnan(v)
-    labels: list[str] = []
-    codes = np.zeros(v.size, dtype=np.intp)
-    if finite.any():
-        edges = np.unique(np.quantile(v[finite], np.linspace(0.0, 1.0, bins + 1)))
-        if edges.size == 1:
-            labels = [f"[{edges[0]:.6g}, {edges[0]:.6g}]"]
-        else:
-            codes = np.searchsorted(edges[1:-1], v, side="right").astype(np.intp)
-            labels = [f"[{lo:.6g}, {hi:.6g})" for lo, hi in itertools.pairwise(edges)]
-            labels[-1] = labels[-1][:-1] + "]"  # the last bin holds its high edge
-    if not finite.all():
-        codes[~finite] = len(labels)
-        labels.append("missing")
-    return codes, labels

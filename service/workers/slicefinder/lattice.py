@@ -8,8 +8,14 @@ SIGMOD 2021). What differs from SliceLine (and from the ``sliceline`` package,
 which evaluates candidates as a sparse ``rows x candidates`` product and needs
 ~8 GB for 1M rows at depth 2) is the evaluation: a combination of columns is
 one table of :class:`~service.workers.slicefinder.tables.ErrorTable`, computed
-from the joint cells, never from the rows, so all 32,131 slices of 6 columns of
-2..50 values to depth 3 cost tens of milliseconds on 1M rows.
+from the joint cells, never from the rows.
+
+On 1M rows with 6 columns of 2, 3, 5, 10, 20, 50 values (32,131 slices to depth 3;
+``benchmarks/bench_slicefinder.py``, 2-core box) the search takes ~25 ms at depth 2
+or 3, 0.12x plain numpy enumeration of every slice (0.21 s); with the bounds
+defeated (``error_weight=1``, every slice evaluated and tested) ~0.1 s. The package
+takes 26 s and 7.3 GB at depth 2 (the same top slices) and runs out of a 12 GB cap
+at depth 3.
 """
 
 from __future__ import annotations
@@ -230,8 +236,8 @@ def find_slices(
     errors : ndarray of shape (n,)
         Per-row error: 0/1 (wrong or right) or a loss >= 0.
     columns : list of (name, codes, labels)
-        Slice columns: ``codes`` of shape (n,), integers indexing ``labels``. Bin
-        numeric columns first (:func:`~service.workers.slicefinder.bin_numeric`).
+        Slice columns: ``codes`` of shape (n,), integers indexing ``labels``; numeric
+        columns binned (:func:`service.workers.slices.codes.slice_codes`).
     max_conditions : int, default=2
         Most conditions in a slice (the lattice depth).
     top_k : int, default=10
