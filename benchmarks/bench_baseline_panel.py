@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BenchServer, binary_batch, median_time, ratio_table  # noqa: E402
+from common import BenchServer, binary_batch, median_time, ratio_table
 
 METRICS = ["accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
            "log_loss", "brier_score"]  # fmt: skip
@@ -36,7 +36,9 @@ def parquet(table: pa.Table) -> bytes:
 def post(client: httpx.Client, table: pa.Table, name: str) -> str:
     params = {"model": name, "version": "1", "task": "binary", "positive_class": "1"}
     r = client.post(
-        "/v1/batches", content=parquet(table), params=params,
+        "/v1/batches",
+        content=parquet(table),
+        params=params,
         headers={"content-type": "application/vnd.apache.parquet"},
     )
     r.raise_for_status()
@@ -84,7 +86,11 @@ def main() -> None:
                     "random_prior": True,
                     "zero_rule": True,
                     "heuristics": [
-                        {"name": "slice rule", "rules": [{"when": "slice_0 == 'c0_1'", "then": 1}], "otherwise": 0}
+                        {
+                            "name": "slice rule",
+                            "rules": [{"when": "slice_0 == 'c0_1'", "then": 1}],
+                            "otherwise": 0,
+                        }
                     ],
                     "human": {"batch_id": human_id},
                     "existing": [{"name": "champion", "batch_id": champion_id}],

@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schemas.metrics import MetricsReport  # noqa: E402
-from service.workers.baselines import (  # noqa: E402
+from schemas.metrics import MetricsReport
+from service.workers.baselines import (
     Comparison,
     PreparedSide,
     Side,
@@ -46,7 +46,7 @@ from service.workers.baselines import (  # noqa: E402
     zero_rule_metrics,
     zero_rule_predictions,
 )
-from service.workers.metrics import ScoreStatistics, classification_metrics, default_metrics  # noqa: E402
+from service.workers.metrics import ScoreStatistics, classification_metrics, default_metrics
 
 SCORE_METRICS = ("roc_auc", "average_precision", "log_loss", "brier_score")
 
@@ -70,7 +70,12 @@ def _data(n: int) -> tuple[Side, Side]:
 
 def _metrics(side: Side, names: list[str]) -> MetricsReport:
     return classification_metrics(
-        side.y_true, side.y_pred, n_classes=2, class_names=["0", "1"], positive=1, scores=side.scores,
+        side.y_true,
+        side.y_pred,
+        n_classes=2,
+        class_names=["0", "1"],
+        positive=1,
+        scores=side.scores,
         metrics=names,
     )
 
@@ -87,8 +92,13 @@ def _steps(model: Side, existing: Side, names: list[str], samples: int) -> dict[
 
     def versus(baseline: Side | MetricsReport) -> Comparison:
         options: dict[str, Any] = {
-            "task": "binary", "n_classes": 2, "positive": 1, "metrics": names, "primary_metric": "f1",
-            "samples": samples, "seed": 0,
+            "task": "binary",
+            "n_classes": 2,
+            "positive": 1,
+            "metrics": names,
+            "primary_metric": "f1",
+            "samples": samples,
+            "seed": 0,
         }
         if isinstance(baseline, MetricsReport):
             return compare_to_expected(prepared[0], baseline, **options)
@@ -146,10 +156,14 @@ def main() -> None:
     labels_only = Side(existing.y_true, existing.y_pred)
     metrics_s = _median_time(lambda: _metrics(model, names), args.repeat)
 
-    print(f"{args.rows:,} binary rows, {len(names)} metrics, {args.samples} bootstrap replicates, "
-          f"median of {args.repeat}")
-    print(f"reference: classification_metrics {metrics_s:.3f} s; "
-          f"metrics job end to end {args.job_seconds:.3f} s\n")
+    print(
+        f"{args.rows:,} binary rows, {len(names)} metrics, {args.samples} bootstrap replicates, "
+        f"median of {args.repeat}"
+    )
+    print(
+        f"reference: classification_metrics {metrics_s:.3f} s; "
+        f"metrics job end to end {args.job_seconds:.3f} s\n"
+    )
     for label, other in (("existing = labels only", labels_only), ("existing = labels + scores", existing)):
         steps = _steps(model, other, names, args.samples)
         for fn in steps.values():  # warm-up: page faults, first allocations
@@ -163,8 +177,10 @@ def main() -> None:
             ratios = f"{seconds / metrics_s:.2f}x | {seconds / args.job_seconds:.2f}x"
             print(f"| {step} | {seconds:.3f} | {ratios} |")
         print()
-    print(f"not used: 1000 paired row-bootstrap replicates of the 4 score metrics would take "
-          f"~{_row_bootstrap_estimate(model, names, 5):.0f} s per comparison")
+    print(
+        f"not used: 1000 paired row-bootstrap replicates of the 4 score metrics would take "
+        f"~{_row_bootstrap_estimate(model, names, 5):.0f} s per comparison"
+    )
 
 
 if __name__ == "__main__":

@@ -31,11 +31,11 @@ from sklearn.metrics import brier_score_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import median_time, ratio_table  # noqa: E402
+from common import median_time, ratio_table
 
-from schemas.calibration import CalibrationResult  # noqa: E402
-from service.workers.calibration import calibration_report  # noqa: E402
-from service.workers.confidence import confidence_report  # noqa: E402
+from schemas.calibration import CalibrationResult
+from service.workers.calibration import calibration_report
+from service.workers.confidence import confidence_report
 
 
 def main() -> None:

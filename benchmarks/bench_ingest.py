@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.ingest import ingest_body  # noqa: E402
+from service.ingest import ingest_body
 
 PARAMS = {"model": "bench", "version": "1", "task": "binary", "positive_class": "1"}
 # Upper ends of DESIGN.md's "what speed is possible" table (decode only, no validation).

@@ -23,8 +23,8 @@ from sklearn import metrics as skm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.workers.bootstrap import classification_intervals  # noqa: E402
-from service.workers.metrics import classification_metrics, default_metrics  # noqa: E402
+from service.workers.bootstrap import classification_intervals
+from service.workers.metrics import classification_metrics, default_metrics
 
 
 def _best(fn: Callable[[], object], repeat: int) -> float:
@@ -80,15 +80,29 @@ def main() -> None:
     conf = [n for n in names if n not in ("roc_auc", "average_precision", "log_loss", "brier_score")]
     boot_conf = _best(
         lambda: classification_intervals(
-            y_true, y_pred, n_classes=2, positive=1, scores=score, metrics=conf,
-            samples=1000, confidence=0.95, seed=0,
+            y_true,
+            y_pred,
+            n_classes=2,
+            positive=1,
+            scores=score,
+            metrics=conf,
+            samples=1000,
+            confidence=0.95,
+            seed=0,
         ),
         1,
     )
     boot_all = _best(
         lambda: classification_intervals(
-            y_true, y_pred, n_classes=2, positive=1, scores=score, metrics=names,
-            samples=args.bootstrap, confidence=0.95, seed=0,
+            y_true,
+            y_pred,
+            n_classes=2,
+            positive=1,
+            scores=score,
+            metrics=names,
+            samples=args.bootstrap,
+            confidence=0.95,
+            seed=0,
         ),
         1,
     )

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from sklearn import metrics as skm
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     BenchServer,
     binary_batch,
     children,
@@ -152,7 +152,9 @@ def main() -> None:
         server.stop()
 
     batch_bytes = table.nbytes
-    print(f"\n{args.rows:,} binary rows, 6 slice columns; Arrow in-memory size {batch_bytes / 2**20:.0f} MiB\n")
+    print(
+        f"\n{args.rows:,} binary rows, 6 slice columns; Arrow in-memory size {batch_bytes / 2**20:.0f} MiB\n"
+    )
     print(
         ratio_table(
             [
@@ -174,7 +176,8 @@ def main() -> None:
         )
     lat = sorted(latencies)
     print(
-        f"\n/healthz during the metrics jobs: {len(lat)} probes, median {statistics.median(lat) * 1e3:.1f} ms, "
+        f"\n/healthz during the metrics jobs: {len(lat)} probes, "
+        f"median {statistics.median(lat) * 1e3:.1f} ms, "
         f"max {lat[-1] * 1e3:.1f} ms"
     )
     print(f"largest |ours - scikit-learn| over the 9 metrics: {worst:.2e}")

@@ -15,7 +15,9 @@ LabelValue = int | str | float
 
 class HeuristicRule(WireModel):
     when: str = Field(description="A condition in the safe expression language, e.g. `amount > 1000`.")
-    then: LabelValue = Field(description="The prediction for rows where `when` holds (first matching rule wins).")
+    then: LabelValue = Field(
+        description="The prediction for rows where `when` holds (first matching rule wins)."
+    )
 
 
 class Heuristic(WireModel):
@@ -49,9 +51,12 @@ class MetricComparison(WireModel):
     baseline: float | None
     lift: float | None = Field(description="model - baseline (for losses, negative is better).")
     normalized_gain: float | None = Field(
-        description="(model - baseline) / (perfect - baseline): the share of the possible improvement achieved."
+        description="(model - baseline) / (perfect - baseline): "
+        "the share of the possible improvement achieved."
     )
-    test: str | None = Field(description="`mcnemar_exact`, `binomial`, `two_proportion_z`, `paired_bootstrap`, ...")
+    test: str | None = Field(
+        description="`mcnemar_exact`, `binomial`, `two_proportion_z`, `paired_bootstrap`, ..."
+    )
     p_value: float | None = None
     difference_interval: Interval | None = Field(default=None, description="CI of model - baseline.")
     verdict: Literal["better", "worse", "no_significant_difference", "undefined"]

@@ -18,7 +18,9 @@ class CalibrationRequest(WireModel):
     strategy: Strategy = "uniform"
     recalibrate: list[Recalibrator] = Field(default_factory=list)
     folds: int = Field(default=5, ge=2, le=20, description="Cross-fitting folds for recalibration.")
-    ece_tolerance: float = Field(default=0.05, gt=0, lt=1, description="ECE above this raises `miscalibrated`.")
+    ece_tolerance: float = Field(
+        default=0.05, gt=0, lt=1, description="ECE above this raises `miscalibrated`."
+    )
     seed: int = 0
 
 
@@ -26,7 +28,10 @@ class ConfidenceRequest(WireModel):
     target_accuracy: float | None = Field(default=None, gt=0, le=1)
     bins: int = Field(default=10, ge=2, le=1000)
     level: float = Field(
-        default=0.9, gt=0, lt=1, description="Over/underconfidence: wrong above, or right below, this confidence."
+        default=0.9,
+        gt=0,
+        lt=1,
+        description="Over/underconfidence: wrong above, or right below, this confidence.",
     )
 
 
@@ -106,7 +111,9 @@ class RiskCoveragePoint(WireModel):
 
 class ThresholdChoice(WireModel):
     target_accuracy: float
-    threshold: float | None = Field(description="Lowest confidence whose kept rows reach the target; None if none.")
+    threshold: float | None = Field(
+        description="Lowest confidence whose kept rows reach the target; None if none."
+    )
     coverage: float
     accuracy: float | None
     kept_rows: int
@@ -125,9 +132,15 @@ class ConfidenceResult(WireModel):
     risk_coverage: list[RiskCoveragePoint] = Field(
         default_factory=list, description="Down-sampled to at most ~200 points."
     )
-    aurc: float | None = Field(default=None, description="Area under the risk-coverage curve (lower is better).")
+    aurc: float | None = Field(
+        default=None, description="Area under the risk-coverage curve (lower is better)."
+    )
     threshold: ThresholdChoice | None = None
     level: float
-    overconfidence_rate: float | None = Field(default=None, description="Share of rows wrong with confidence >= level.")
-    underconfidence_rate: float | None = Field(default=None, description="Share of rows right with confidence < level.")
+    overconfidence_rate: float | None = Field(
+        default=None, description="Share of rows wrong with confidence >= level."
+    )
+    underconfidence_rate: float | None = Field(
+        default=None, description="Share of rows right with confidence < level."
+    )
     prediction_intervals: IntervalCoverage | None = Field(default=None, description="Regression lower/upper.")

@@ -20,7 +20,8 @@ class Bootstrap(WireModel):
         default=1000,
         ge=10,
         le=10_000,
-        description="Replicates. Label metrics cost microseconds each; score metrics about 30 ms each per 1M rows.",
+        description="Replicates. Label metrics cost microseconds each; "
+        "score metrics about 30 ms each per 1M rows.",
     )
     confidence: float = Field(default=0.95, gt=0, lt=1)
     seed: int = 0
@@ -45,7 +46,7 @@ class EvaluationCreate(WireModel):
     metrics: list[str] | None = Field(
         default=None,
         min_length=1,
-        description="Metric names (scikit-learn's); absent = every metric the task supports."
+        description="Metric names (scikit-learn's); absent = every metric the task supports.",
     )
     bootstrap: Bootstrap | None = None
     gates: list[Gate] | None = None

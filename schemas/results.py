@@ -11,9 +11,9 @@ from schemas.baselines import BaselineResult
 from schemas.batches import Task
 from schemas.calibration import CalibrationResult, ConfidenceResult
 from schemas.common import ModelRef, WireModel
+from schemas.metrics import ClassMetrics, ConfusionMatrix, Interval
 from schemas.robustness import RobustnessResult
 from schemas.slices import SlicesResult
-from schemas.metrics import ClassMetrics, ConfusionMatrix, Interval
 
 
 class Finding(WireModel):

@@ -69,7 +69,9 @@ class RobustnessRequest(WireModel):
     score_tolerance: float = Field(
         default=0.01, ge=0, le=1, description="Score changes up to this much are not violations."
     )
-    max_flip_rate: float = Field(default=0.05, ge=0, le=1, description="`fragile_to_perturbation` above this.")
+    max_flip_rate: float = Field(
+        default=0.05, ge=0, le=1, description="`fragile_to_perturbation` above this."
+    )
     max_violation_rate: float = Field(
         default=0.0, ge=0, le=1, description="`invariance_violation` / `directional_violation` above this."
     )
@@ -99,7 +101,8 @@ class PerturbationResult(WireModel):
     flip_rate: float = Field(description="Share of rows whose predicted class changed.")
     mean_abs_score_change: float | None
     metric_drop: dict[str, float | None] = Field(
-        default_factory=dict, description="Metric on original answers minus on perturbed answers (labeled rows)."
+        default_factory=dict,
+        description="Metric on original answers minus on perturbed answers (labeled rows).",
     )
     examples: list[ExampleRow] = Field(default_factory=list)
 

@@ -82,7 +82,9 @@ def create_app(settings: Settings | None = None, *, embedded_workers: bool = Fal
         response = await call_next(request)
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
-        app.state.telemetry.request(request.method, template, response.status_code, time.perf_counter() - start)
+        app.state.telemetry.request(
+            request.method, template, response.status_code, time.perf_counter() - start
+        )
         return response
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

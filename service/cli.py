@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API with embedded workers")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=None, help="worker processes (default YARDSTICK_WORKERS)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default YARDSTICK_WORKERS)"
+    )
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without API keys")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)

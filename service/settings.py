@@ -34,7 +34,9 @@ class Settings(BaseSettings):
 
     workers: int = Field(default=2, ge=0, description="Embedded worker processes started by `serve`.")
     max_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")
-    lease_seconds: float = Field(default=30.0, gt=0, description="A job not heartbeated for this long is retried.")
+    lease_seconds: float = Field(
+        default=30.0, gt=0, description="A job not heartbeated for this long is retried."
+    )
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     poll_seconds: float = Field(default=0.1, gt=0, description="How often an idle worker looks for work.")
     max_attempts: int = Field(default=3, ge=1, description="A job whose worker died this many times fails.")

@@ -34,14 +34,17 @@ class Telemetry:
         with self._lock:
             for (method, route, status), n in sorted(self._requests.items()):
                 lines.append(
-                    f'yardstick_http_requests_total{{method="{method}",route="{route}",status="{status}"}} {n}'
+                    f'yardstick_http_requests_total{{method="{method}",route="{route}",'
+                    f'status="{status}"}} {n}'
                 )
             lines += [
                 "# HELP yardstick_http_request_seconds_total Time spent answering, by route.",
                 "# TYPE yardstick_http_request_seconds_total counter",
             ]
             for (method, route), s in sorted(self._durations.items()):
-                lines.append(f'yardstick_http_request_seconds_total{{method="{method}",route="{route}"}} {s:.6f}')
+                lines.append(
+                    f'yardstick_http_request_seconds_total{{method="{method}",route="{route}"}} {s:.6f}'
+                )
             lines += [
                 "# HELP yardstick_rows_ingested_total Rows accepted into batches.",
                 "# TYPE yardstick_rows_ingested_total counter",

@@ -52,11 +52,24 @@ class TempPostgres:
         self._run(
             str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
         )
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} -c fsync=off"
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={self.root} -c fsync=off"
+        )
         # -l: the server's output goes to a file, not to our pipe (which would never close).
         log = str(self.root / "server.log")
         self._run(
-            str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "60", "start"
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            log,
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
 
     def stop(self) -> None:

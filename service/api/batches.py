@@ -44,7 +44,13 @@ are query parameters; multiclass score columns are `score__<class>`.
             },
         },
         "parameters": [
-            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": desc}
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": desc,
+            }
             for name, desc in [
                 ("model", "Model name (non-JSON bodies)."),
                 ("version", "Model version (non-JSON bodies)."),
@@ -66,7 +72,9 @@ async def create_batch(request: Request, body: BodyDep, store: StoreDep, respons
     return record.to_wire()
 
 
-@router.get("", response_model=BatchList, summary="List batches, newest first", responses=problem_responses(401, 422))
+@router.get(
+    "", response_model=BatchList, summary="List batches, newest first", responses=problem_responses(401, 422)
+)
 def list_batches(
     store: StoreDep,
     paging: PagingDep,
@@ -79,7 +87,9 @@ def list_batches(
     return BatchList(data=[r.to_wire() for r in records], next_page_token=token)
 
 
-@router.get("/{batch_id}", response_model=Batch, summary="Batch metadata", responses=problem_responses(401, 404))
+@router.get(
+    "/{batch_id}", response_model=Batch, summary="Batch metadata", responses=problem_responses(401, 404)
+)
 def get_batch(batch_id: str, store: StoreDep) -> Batch:
     return store.meta.get_batch(batch_id).to_wire()
 

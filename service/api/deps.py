@@ -51,7 +51,9 @@ async def read_body(request: Request, settings: SettingsDep) -> bytes | bytearra
     declared = request.headers.get("content-length")
     expected = int(declared) if declared is not None and declared.isdigit() else None
     if expected is not None and expected > limit:
-        raise PayloadTooLarge(f"the body is {expected} bytes; the limit is {limit} (YARDSTICK_MAX_BODY_BYTES)")
+        raise PayloadTooLarge(
+            f"the body is {expected} bytes; the limit is {limit} (YARDSTICK_MAX_BODY_BYTES)"
+        )
     buffer = bytearray(expected) if expected is not None else bytearray()
     size = 0
     async for chunk in request.stream():
@@ -76,7 +78,9 @@ class Paging:
         self,
         settings: SettingsDep,
         page_size: Annotated[int | None, Query(ge=1, description="Items per page.")] = None,
-        page_token: Annotated[str | None, Query(description="`next_page_token` of the previous page.")] = None,
+        page_token: Annotated[
+            str | None, Query(description="`next_page_token` of the previous page.")
+        ] = None,
     ) -> None:
         self.page_size = min(page_size or settings.default_page_size, settings.max_page_size)
         self.page_token = page_token

@@ -14,7 +14,9 @@ from service.api.deps import PagingDep, StoreDep
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-@router.get("", response_model=JobList, summary="List jobs, newest first", responses=problem_responses(401, 422))
+@router.get(
+    "", response_model=JobList, summary="List jobs, newest first", responses=problem_responses(401, 422)
+)
 def list_jobs(
     store: StoreDep,
     paging: PagingDep,
@@ -27,7 +29,9 @@ def list_jobs(
     return JobList(data=[r.to_wire() for r in records], next_page_token=token)
 
 
-@router.get("/{job_id}", response_model=Job, summary="Job status and progress", responses=problem_responses(401, 404))
+@router.get(
+    "/{job_id}", response_model=Job, summary="Job status and progress", responses=problem_responses(401, 404)
+)
 def get_job(job_id: str, store: StoreDep) -> Job:
     return store.meta.get_job(job_id).to_wire()
 

@@ -209,8 +209,7 @@ class _Parser:
         if isinstance(operand, Column):
             if self._at_operand():
                 raise ExpressionError(
-                    f"expected a comparison operator between {operand.name!r} and "
-                    f"{self._current.describe()}",
+                    f"expected a comparison operator between {operand.name!r} and {self._current.describe()}",
                     self._current.position,
                 )
             return operand
@@ -299,8 +298,7 @@ class _Parser:
             )
         if self._at(Kind.COLUMN):
             raise ExpressionError(
-                f"an 'in' list holds values, not columns; quote {self._current.describe()} "
-                "if it is a string",
+                f"an 'in' list holds values, not columns; quote {self._current.describe()} if it is a string",
                 self._current.position,
             )
         if not self._at_operand():
@@ -328,7 +326,6 @@ def _require_one_kind(values: list[Literal]) -> None:
     for value in values[1:]:
         if value.kind is not first.kind:
             raise ExpressionError(
-                f"the list mixes {first.kind.value}s and {value.kind.value}s; "
-                "all values must be of one kind",
+                f"the list mixes {first.kind.value}s and {value.kind.value}s; all values must be of one kind",
                 value.position,
             )

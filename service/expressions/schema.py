@@ -82,8 +82,9 @@ def _check_known(column: Column, schema: pa.Schema) -> None:
         return
     if found > 1:
         raise ExpressionError(f"column {column.name!r} appears {found} times in the data", column.position)
-    raise ExpressionError(f"unknown column {column.name!r}; {_suggestion(column.name, schema.names)}",
-                          column.position)
+    raise ExpressionError(
+        f"unknown column {column.name!r}; {_suggestion(column.name, schema.names)}", column.position
+    )
 
 
 def _suggestion(name: str, names: list[str]) -> str:

@@ -59,7 +59,11 @@ class CanonicalBatch:
 
     @property
     def labeled_rows(self) -> int:
-        return self.table.num_rows - self.table.column(LABEL).null_count if LABEL in self.table.column_names else 0
+        return (
+            self.table.num_rows - self.table.column(LABEL).null_count
+            if LABEL in self.table.column_names
+            else 0
+        )
 
 
 def score_column(cls: Label) -> str:

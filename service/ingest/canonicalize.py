@@ -97,6 +97,7 @@ def canonicalize(table: pa.Table, spec: RawSpec, locator: Locator, *, textual_la
 
 # --- column names -----------------------------------------------------------------------------
 
+
 def _check_column_names(names: Sequence[str], spec: RawSpec, issues: Issues) -> None:
     seen: set[str] = set()
     for name in names:
@@ -124,6 +125,7 @@ def _check_column_names(names: Sequence[str], spec: RawSpec, issues: Issues) -> 
 
 
 # --- sample ids -------------------------------------------------------------------------------
+
 
 def _sample_ids(column: ArrowColumn | None, rows: int, issues: Issues) -> pa.Array | None:
     if column is None:
@@ -158,6 +160,7 @@ def _sample_ids(column: ArrowColumn | None, rows: int, issues: Issues) -> pa.Arr
 
 
 # --- regression -------------------------------------------------------------------------------
+
 
 def _regression(
     columns: Mapping[str, ArrowColumn], spec: RawSpec, issues: Issues
@@ -194,6 +197,7 @@ def _regression(
 
 # --- classification ---------------------------------------------------------------------------
 
+
 def _classification(
     columns: Mapping[str, ArrowColumn], spec: RawSpec, rows: int, *, textual: bool, issues: Issues
 ) -> tuple[BatchSpec, dict[str, pa.Array]] | None:
@@ -205,7 +209,7 @@ def _classification(
                 normalized[name] = array
     if issues:
         return None
-    score_names = [name[len(SCORE_PREFIX):] for name in columns if name.startswith(SCORE_PREFIX)]
+    score_names = [name[len(SCORE_PREFIX) :] for name in columns if name.startswith(SCORE_PREFIX)]
     kind = resolve_kind(normalized, spec, score_names, textual=textual, issues=issues)
     if kind is None:
         return None
@@ -391,9 +395,9 @@ def _multiclass(
     for name in columns:
         if not name.startswith(SCORE_PREFIX):
             continue
-        cls = coerce_score_name(name[len(SCORE_PREFIX):], kind)
+        cls = coerce_score_name(name[len(SCORE_PREFIX) :], kind)
         if cls is None or (given is not None and cls not in given):
-            shown = name[len(SCORE_PREFIX):]
+            shown = name[len(SCORE_PREFIX) :]
             issues.at(name, f"score column for unknown class {shown!r}", first_valid(columns[name]))
         elif cls in score_classes:
             issues.at(name, f"{name} and {score_classes[cls]} are scores for the same class {cls!r}")

@@ -191,4 +191,3 @@ def _labels_for(batch: CanonicalBatch, column: ArrowColumn, issues: Issues) -> p
         raise ValueError("a classification batch without resolved classes; build it with ingest_body")
     check_members(array, LABEL, classes, kind, issues)
     return None if issues else array
-

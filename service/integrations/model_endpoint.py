@@ -13,7 +13,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from schemas.robustness import Endpoint
-from service.integrations.outbound import OutboundBlocked, OutboundError, OutboundPolicy, outbound_client, post_json
+from service.integrations.outbound import (
+    OutboundBlocked,
+    OutboundError,
+    OutboundPolicy,
+    outbound_client,
+    post_json,
+)
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 BACKOFF_SECONDS = 0.2
@@ -28,9 +34,7 @@ def _retryable(exc: OutboundError) -> bool:
     return status is None or status >= 500  # no status: a timeout or a dropped connection
 
 
-async def _call(
-    client: Any, endpoint: Endpoint, chunk: Sequence[dict[str, Any]], start: int
-) -> list[Any]:
+async def _call(client: Any, endpoint: Endpoint, chunk: Sequence[dict[str, Any]], start: int) -> list[Any]:
     payload = {"instances": list(chunk)}
     for attempt in range(endpoint.retries + 1):
         try:
@@ -40,11 +44,13 @@ async def _call(
             raise
         except OutboundError as exc:
             if attempt == endpoint.retries or not _retryable(exc):
-                raise EndpointError(f"calling {endpoint.url} for instances {start}..{start + len(chunk) - 1}: {exc}") from exc
+                raise EndpointError(
+                    f"calling {endpoint.url} for instances {start}..{start + len(chunk) - 1}: {exc}"
+                ) from exc
             await asyncio.sleep(BACKOFF_SECONDS * 2**attempt)
     if not isinstance(answer, dict) or not isinstance(answer.get("predictions"), list):
         raise EndpointError(
-            f"{endpoint.url} did not answer in the KServe v1 form {{\"predictions\": [...]}} "
+            f'{endpoint.url} did not answer in the KServe v1 form {{"predictions": [...]}} '
             f"for instances {start}..{start + len(chunk) - 1}"
         )
     predictions: list[Any] = answer["predictions"]
@@ -64,7 +70,9 @@ async def predict_async(
     progress: Callable[[float], None] | None = None,
 ) -> tuple[list[Any], int]:
     """All predictions in instance order, and the number of calls made."""
-    chunks = [(i, instances[i : i + endpoint.batch_size]) for i in range(0, len(instances), endpoint.batch_size)]
+    chunks = [
+        (i, instances[i : i + endpoint.batch_size]) for i in range(0, len(instances), endpoint.batch_size)
+    ]
     results: list[list[Any]] = [[] for _ in chunks]
     limit = asyncio.Semaphore(endpoint.concurrency)
     done = 0
@@ -77,7 +85,9 @@ async def predict_async(
         if progress is not None:
             progress(done / len(chunks))
 
-    async with outbound_client(policy, timeout=endpoint.timeout_seconds, max_response_bytes=MAX_RESPONSE_BYTES) as client:
+    async with outbound_client(
+        policy, timeout=endpoint.timeout_seconds, max_response_bytes=MAX_RESPONSE_BYTES
+    ) as client:
         client.headers.update(endpoint.headers)
         tasks = [asyncio.create_task(run(k, start, chunk)) for k, (start, chunk) in enumerate(chunks)]
         try:

@@ -185,10 +185,16 @@ def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[
     if panel.batch.task == "regression":
         sides = [
             ("zero_rule", bw.constant_regression_predictions(rows.side.y_true, statistic="mean"), "mean"),
-            ("zero_rule (median)", bw.constant_regression_predictions(rows.side.y_true, statistic="median"), "median"),
+            (
+                "zero_rule (median)",
+                bw.constant_regression_predictions(rows.side.y_true, statistic="median"),
+                "median",
+            ),
         ]
     else:
-        side = bw.zero_rule_predictions(rows.side.y_true, n_classes=panel.n_classes or 0, positive=panel.positive)
+        side = bw.zero_rule_predictions(
+            rows.side.y_true, n_classes=panel.n_classes or 0, positive=panel.positive
+        )
         sides = [("zero_rule", side, "most frequent class")]
     results = []
     for name, side, predicts in sides:
@@ -206,7 +212,9 @@ def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[
                 class_names=panel.class_names,
             )
         )
-        results.append(_entry("zero_rule", name, report, comparison, _paired(rows), panel, {"predicts": predicts}))
+        results.append(
+            _entry("zero_rule", name, report, comparison, _paired(rows), panel, {"predicts": predicts})
+        )
     return results
 
 
@@ -228,7 +236,9 @@ def heuristic_predictions(heuristic: Heuristic, table: pa.Table, batch: BatchRec
     return pred
 
 
-def _heuristic(panel: Panel, model: bw.PreparedSide, rows: LabeledRows, heuristic: Heuristic) -> BaselineResult:
+def _heuristic(
+    panel: Panel, model: bw.PreparedSide, rows: LabeledRows, heuristic: Heuristic
+) -> BaselineResult:
     pred = heuristic_predictions(heuristic, rows.table, panel.batch)
     side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred))
     comparison = bw.compare(model, side, paired=True, **panel.options())  # type: ignore[arg-type]
@@ -299,7 +309,8 @@ def _other_batch(
             baseline_only_rows=n_other - n_shared,
             note=None
             if everything
-            else f"compared on the {n_shared} labeled rows both batches share; ground truth from the model's batch",
+            else f"compared on the {n_shared} labeled rows both batches share; "
+            "ground truth from the model's batch",
         )
         return _entry(kind, name, other_side.report, comparison, pairing, panel, details)
     if LABEL in stored:
@@ -363,7 +374,8 @@ def _finding(result: BaselineResult) -> Finding | None:
     comparison = result.significance[result.primary_metric]
     worse = comparison.verdict == "worse"
     message = (
-        f"The model is {'worse than' if worse else 'not significantly better than'} the {result.name} baseline "
+        f"The model is {'worse than' if worse else 'not significantly better than'} "
+        f"the {result.name} baseline "
         f"on {result.primary_metric}: {comparison.model:.4g} vs {comparison.baseline:.4g}."
         if comparison.model is not None and comparison.baseline is not None
         else f"The model does not beat the {result.name} baseline on {result.primary_metric}."

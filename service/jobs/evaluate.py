@@ -108,9 +108,7 @@ def class_codes(column: pa.ChunkedArray, classes: pa.Array, *, allow_null: bool 
     return pc.fill_null(codes, -1).to_numpy().astype(np.intp, copy=False)
 
 
-def compute_metrics(
-    data: EvaluationData, batch: BatchRecord, request: EvaluationCreate
-) -> MetricsReport:
+def compute_metrics(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> MetricsReport:
     if batch.task == "regression":
         return metrics_worker.regression_metrics(data.y_true, data.y_pred, metrics=request.metrics)
     classes = batch.classes or []
@@ -201,7 +199,15 @@ def run_evaluation(
     if request.slices is not None and data.y_true.size > 0:
         labeled = table.filter(pc.is_valid(table.column(LABEL)))
         slices, slice_findings = run_slices(
-            store, batch, job, request, labeled, data.y_true, data.y_pred, data.scores, report,
+            store,
+            batch,
+            job,
+            request,
+            labeled,
+            data.y_true,
+            data.y_pred,
+            data.scores,
+            report,
             progress=lambda f: progress(0.8 + 0.15 * f),
         )
         findings += slice_findings

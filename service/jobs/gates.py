@@ -29,6 +29,8 @@ def check_gates(
             elif above:
                 reason = f"{gate.metric} = {value:.6g} is above the maximum {gate.max:.6g}"
         results.append(
-            GateResult(metric=gate.metric, value=value, min=gate.min, max=gate.max, passed=passed, reason=reason)
+            GateResult(
+                metric=gate.metric, value=value, min=gate.min, max=gate.max, passed=passed, reason=reason
+            )
         )
     return GateReport(passed=all(r.passed for r in results), results=results)

@@ -86,7 +86,9 @@ class WorkerPool:
         while not self._stopping.wait(1.0):
             for i, proc in enumerate(self._procs):
                 if not proc.is_alive() and not self._stopping.is_set():
-                    log.warning("worker process %s exited with %s; starting a new one", proc.name, proc.exitcode)
+                    log.warning(
+                        "worker process %s exited with %s; starting a new one", proc.name, proc.exitcode
+                    )
                     self._procs[i] = self._spawn(i)
 
     @property

@@ -42,7 +42,8 @@ def run_calibration(
             Finding(
                 kind="miscalibrated",
                 severity="warning",
-                message=f"Expected calibration error {result.ece:.4f} exceeds the tolerance {spec.ece_tolerance:g}: "
+                message=f"Expected calibration error {result.ece:.4f} exceeds "
+                f"the tolerance {spec.ece_tolerance:g}: "
                 "the scores should not be read as probabilities without recalibration.",
                 details={
                     "ece": result.ece,

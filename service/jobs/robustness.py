@@ -12,7 +12,13 @@ import pyarrow.compute as pc
 
 from schemas.evaluations import EvaluationCreate
 from schemas.results import Finding
-from schemas.robustness import ExpectationResult, PairTest, PerturbationResult, RobustnessRequest, RobustnessResult
+from schemas.robustness import (
+    ExpectationResult,
+    PairTest,
+    PerturbationResult,
+    RobustnessRequest,
+    RobustnessResult,
+)
 from service.errors import InvalidInput
 from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, SCORE
 from service.integrations.model_endpoint import EndpointError, predict
@@ -47,7 +53,9 @@ def _endpoint_tests(
 ) -> RobustnessResult:
     assert spec.endpoint is not None
     table = store.files.read(batch.data_path)
-    sample = table.take(pa.array(rw.sample_rows(table.num_rows, sample_size=spec.sample_size, seed=spec.seed)))
+    sample = table.take(
+        pa.array(rw.sample_rows(table.num_rows, sample_size=spec.sample_size, seed=spec.seed))
+    )
     features = _plain(sample.select([c["name"] for c in batch.columns if c["role"] == "feature"]))
     sample_ids = sample.column(SAMPLE_ID).to_numpy(zero_copy_only=False)
     try:
@@ -85,7 +93,9 @@ def _endpoint_tests(
                 )
             )
         except ValueError as exc:
-            raise InvalidInput(f"robustness endpoint {spec.endpoint.url} answered unusable predictions: {exc}") from exc
+            raise InvalidInput(
+                f"robustness endpoint {spec.endpoint.url} answered unusable predictions: {exc}"
+            ) from exc
     original = answers[0]
     y_true = _labels(sample, batch)
     result = RobustnessResult(sampled_rows=n, calls=calls)
@@ -132,14 +142,14 @@ def _endpoint_tests(
 
 def _plain(table: pa.Table) -> pa.Table:
     """Dictionary-encoded columns (how ingest stores repeated strings) back to plain values."""
-    columns = [
-        c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns
-    ]
+    columns = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
     return pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def _directional_name(item: Any) -> str:
-    change = next(f"{k} {getattr(item, k)!r}" for k in ("add", "multiply", "set") if getattr(item, k) is not None)
+    change = next(
+        f"{k} {getattr(item, k)!r}" for k in ("add", "multiply", "set") if getattr(item, k) is not None
+    )
     return f"{item.column}: {change}, expect {item.expect}"
 
 
@@ -158,7 +168,9 @@ def _answers_of(table: pa.Table, batch: BatchRecord) -> rw.Answers:
     scores = table.column(SCORE).to_numpy() if SCORE in table.column_names else None
     if batch.task == "regression":
         scores = table.column(PREDICTION).to_numpy().astype(np.float64)
-    return rw.Answers(predictions=np.asarray(table.column(PREDICTION).to_pylist(), dtype=object), scores=scores)
+    return rw.Answers(
+        predictions=np.asarray(table.column(PREDICTION).to_pylist(), dtype=object), scores=scores
+    )
 
 
 def _pair(store: Store, batch: BatchRecord, pair: PairTest, spec: RobustnessRequest) -> ExpectationResult:
@@ -229,8 +241,14 @@ def _finding_perturbation(p: PerturbationResult, spec: RobustnessRequest) -> Fin
     return Finding(
         kind="fragile_to_perturbation",
         severity="warning",
-        message=f"{p.noise} noise on {p.column} (scale {p.scale:g}) flipped {p.flip_rate:.1%} of predictions, "
+        message=f"{p.noise} noise on {p.column} (scale {p.scale:g}) "
+        f"flipped {p.flip_rate:.1%} of predictions, "
         f"above the tolerated {spec.max_flip_rate:.1%}.",
-        details={"column": p.column, "noise": p.noise, "scale": p.scale, "flip_rate": p.flip_rate,
-                 "metric_drop": p.metric_drop},
+        details={
+            "column": p.column,
+            "noise": p.noise,
+            "scale": p.scale,
+            "flip_rate": p.flip_rate,
+            "metric_drop": p.metric_drop,
+        },
     )

@@ -83,7 +83,11 @@ def run_slices(
     }
     boot = request.bootstrap
     if boot is not None:
-        common |= {"bootstrap_samples": min(boot.samples, 1000), "seed": boot.seed, "confidence": boot.confidence}
+        common |= {
+            "bootstrap_samples": min(boot.samples, 1000),
+            "seed": boot.seed,
+            "confidence": boot.confidence,
+        }
     result = SlicesResult()
     findings: list[Finding] = []
     cache: dict[str, Column] = {}
@@ -104,7 +108,8 @@ def run_slices(
         progress(0.5 * (i + 1) / max(len(groups), 1))
 
     result.critical = [
-        _critical(store, batch, job, c.name, c.where, labeled, y_true, y_pred, scores, metrics) for c in spec.critical
+        _critical(store, batch, job, c.name, c.where, labeled, y_true, y_pred, scores, metrics)
+        for c in spec.critical
     ]
     errors = _row_errors(y_true, y_pred, task)
     if spec.finder is not None:
@@ -119,7 +124,9 @@ def run_slices(
         result.finder = slicefinder.find_slices(
             errors, finder_columns, max_conditions=finder.max_conditions, **options
         )
-        result.tree = slicefinder.tree_slices(errors, finder_columns, max_depth=finder.max_conditions, **options)
+        result.tree = slicefinder.tree_slices(
+            errors, finder_columns, max_depth=finder.max_conditions, **options
+        )
     progress(0.8)
     findings += _trend_reversals(labeled, errors, [column(n) for n in spec.columns], spec.min_support)
     return result, findings
@@ -140,7 +147,8 @@ def _underperforming(u: dict[str, Any]) -> Finding:
         kind="underperforming_slice",
         severity="warning",
         message=f"{u['metric']} is {u['value']:.4g} where {where} (n = {u['n']}), significantly {worse} "
-        f"{against}; p = {u['p_value']:.2g}, Benjamini-Hochberg adjusted {u.get('p_adjusted', u['p_value']):.2g}.",
+        f"{against}; p = {u['p_value']:.2g}, "
+        f"Benjamini-Hochberg adjusted {u.get('p_adjusted', u['p_value']):.2g}.",
         details=u,
     )
 
@@ -176,7 +184,9 @@ def _critical(
             )
         values = {m: SliceMetric(value=v) for m, v in sub.metrics.items()}
     history = []
-    for job_id, version, finished_at, earlier in store.meta.earlier_results(batch.model_name, before=job.created_at):
+    for job_id, version, finished_at, earlier in store.meta.earlier_results(
+        batch.model_name, before=job.created_at
+    ):
         for entry in (earlier.get("slices") or {}).get("critical", []):
             if entry.get("name") == name:
                 history.append(
@@ -194,10 +204,13 @@ def _critical(
     )
 
 
-def _trend_reversals(labeled: pa.Table, errors: np.ndarray, columns: list[Column], min_support: int) -> list[Finding]:
+def _trend_reversals(
+    labeled: pa.Table, errors: np.ndarray, columns: list[Column], min_support: int
+) -> list[Finding]:
     """Per model: a numeric column whose trend with the error reverses inside another column's slices."""
     numeric = [
-        name for name in labeled.column_names
+        name
+        for name in labeled.column_names
         if pa.types.is_integer(labeled.column(name).type) or pa.types.is_floating(labeled.column(name).type)
     ]
     findings = []
@@ -214,7 +227,8 @@ def _trend_reversals(labeled: pa.Table, errors: np.ndarray, columns: list[Column
                     Finding(
                         kind="simpsons_paradox",
                         severity="warning",
-                        message=f"The error rate's trend with {x_name} reverses inside every {strata_name} slice.",
+                        message=f"The error rate's trend with {x_name} reverses "
+                        f"inside every {strata_name} slice.",
                         details=details,
                     )
                 )
@@ -276,7 +290,9 @@ def _values(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray(column.to_pylist(), dtype=object)
 
 
-def _correctness(other: pa.Table, labeled: pa.Table, model_correct: np.ndarray) -> tuple[np.ndarray, pa.Table]:
+def _correctness(
+    other: pa.Table, labeled: pa.Table, model_correct: np.ndarray
+) -> tuple[np.ndarray, pa.Table]:
     """The other side's per-row correctness: on its own labeled rows when it has labels,
     else on the model's rows it shares (ground truth from the model's batch)."""
     if other.column(LABEL).null_count < other.num_rows:
@@ -293,4 +309,3 @@ def _equal(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
     left = a.cast(pa.string()) if a.type != b.type else a
     right = b.cast(pa.string()) if a.type != b.type else b
     return pc.equal(left, right).to_numpy(zero_copy_only=False).astype(bool)
-

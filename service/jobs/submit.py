@@ -28,7 +28,9 @@ def validate_request(request: EvaluationCreate, batch: BatchRecord) -> None:
     for section in PLANNED_SECTIONS:
         if getattr(request, section) is not None:
             issues.append(
-                FieldIssue(section, f"`{section}` is not available in this version of Yardstick yet; remove it")
+                FieldIssue(
+                    section, f"`{section}` is not available in this version of Yardstick yet; remove it"
+                )
             )
     has_scores = _has_scores(batch)
     if request.metrics is not None:
@@ -88,10 +90,14 @@ def validate_baselines(store: Store, request: EvaluationCreate, batch: BatchReco
             issues.append(FieldIssue(field, f"batch {other_id!r} does not exist"))
             continue
         if other.task != batch.task:
-            issues.append(FieldIssue(field, f"batch {other_id!r} is {other.task}; the model's batch is {batch.task}"))
+            issues.append(
+                FieldIssue(field, f"batch {other_id!r} is {other.task}; the model's batch is {batch.task}")
+            )
         elif batch.task != "regression" and not set(_keys(other.classes)) <= set(_keys(batch.classes)):
             issues.append(
-                FieldIssue(field, f"batch {other_id!r} has classes {other.classes}, not within {batch.classes}")
+                FieldIssue(
+                    field, f"batch {other_id!r} has classes {other.classes}, not within {batch.classes}"
+                )
             )
     if issues:
         raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
@@ -106,7 +112,9 @@ def validate_probability_sections(request: EvaluationCreate, batch: BatchRecord)
             issues.append(FieldIssue("calibration", "calibration is for classification batches; remove it"))
         elif not _has_scores(batch):
             issues.append(
-                FieldIssue("calibration", "the batch has no predicted probabilities (`score` / `score__<class>`)")
+                FieldIssue(
+                    "calibration", "the batch has no predicted probabilities (`score` / `score__<class>`)"
+                )
             )
         elif request.calibration.recalibrate and batch.labeled_rows < request.calibration.folds:
             issues.append(
@@ -120,11 +128,16 @@ def validate_probability_sections(request: EvaluationCreate, batch: BatchRecord)
         if batch.task == "regression":
             if not {"lower", "upper"} <= names:
                 issues.append(
-                    FieldIssue("confidence", "a regression batch needs `lower` and `upper` prediction-interval columns")
+                    FieldIssue(
+                        "confidence",
+                        "a regression batch needs `lower` and `upper` prediction-interval columns",
+                    )
                 )
         elif not _has_scores(batch):
             issues.append(
-                FieldIssue("confidence", "the batch has no predicted probabilities (`score` / `score__<class>`)")
+                FieldIssue(
+                    "confidence", "the batch has no predicted probabilities (`score` / `score__<class>`)"
+                )
             )
     if issues:
         raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
@@ -138,10 +151,18 @@ def validate_robustness(store: Store, request: EvaluationCreate, batch: BatchRec
     issues: list[FieldIssue] = []
     features = {c["name"]: c["type"] for c in batch.columns if c["role"] == "feature"}
     if spec.endpoint is not None and not features:
-        issues.append(FieldIssue("robustness.endpoint", "the batch has no feature columns to send to a model"))
+        issues.append(
+            FieldIssue("robustness.endpoint", "the batch has no feature columns to send to a model")
+        )
     if spec.endpoint is not None and not spec.endpoint.url.lower().startswith(("http://", "https://")):
-        issues.append(FieldIssue("robustness.endpoint.url", "only http:// and https:// endpoints can be called"))
-    tests = [("perturbation", spec.perturbation), ("invariance", spec.invariance), ("directional", spec.directional)]
+        issues.append(
+            FieldIssue("robustness.endpoint.url", "only http:// and https:// endpoints can be called")
+        )
+    tests = [
+        ("perturbation", spec.perturbation),
+        ("invariance", spec.invariance),
+        ("directional", spec.directional),
+    ]
     for section, items in tests:
         for i, item in enumerate(items):
             if item.column not in features:
@@ -167,11 +188,16 @@ def validate_robustness(store: Store, request: EvaluationCreate, batch: BatchRec
             try:
                 other = store.meta.get_batch(other_id)
             except NotFound:
-                issues.append(FieldIssue(f"robustness.pairs[{i}].{key}", f"batch {other_id!r} does not exist"))
+                issues.append(
+                    FieldIssue(f"robustness.pairs[{i}].{key}", f"batch {other_id!r} does not exist")
+                )
                 continue
             if other.task != batch.task:
                 issues.append(
-                    FieldIssue(f"robustness.pairs[{i}].{key}", f"batch {other_id!r} is {other.task}, not {batch.task}")
+                    FieldIssue(
+                        f"robustness.pairs[{i}].{key}",
+                        f"batch {other_id!r} is {other.task}, not {batch.task}",
+                    )
                 )
     if issues:
         raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
@@ -186,7 +212,11 @@ def validate_slices(request: EvaluationCreate, batch: BatchRecord) -> None:
 
     def check(field: str, name: str) -> None:
         if name not in features:
-            issues.append(FieldIssue(field, f"{name!r} is not a feature column of the batch; features: {sorted(features)}"))
+            issues.append(
+                FieldIssue(
+                    field, f"{name!r} is not a feature column of the batch; features: {sorted(features)}"
+                )
+            )
 
     for i, name in enumerate(spec.columns):
         check(f"slices.columns[{i}]", name)

@@ -67,7 +67,9 @@ class JobWorker:
                 return
             except Exception as exc:
                 log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-                self.store.meta.fail_job(job.id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}")
+                self.store.meta.fail_job(
+                    job.id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}"
+                )
                 return
         if lease.lost or not self.store.meta.complete_job(
             job.id, self.worker_id, result.model_dump(mode="json")

@@ -12,7 +12,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.pool import NullPool
 
@@ -305,7 +317,9 @@ class SqlStore:
             updated = conn.execute(
                 update(t.jobs)
                 .where(*self._owned(job_id, worker_id))
-                .values(status="succeeded", result=result, progress=1.0, finished_at=utcnow(), lease_owner=None)
+                .values(
+                    status="succeeded", result=result, progress=1.0, finished_at=utcnow(), lease_owner=None
+                )
             )
         return updated.rowcount == 1
 

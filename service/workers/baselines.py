@@ -217,8 +217,14 @@ def expected_random_metrics(
     support = _support(y_true, n_classes)
     q = _random_rates(support, strategy)
     return _constant_rate_report(
-        support, label_q=q, score_q=q, n_classes=n_classes, positive=positive,
-        metrics=metrics, class_names=class_names, integer_counts=False,
+        support,
+        label_q=q,
+        score_q=q,
+        n_classes=n_classes,
+        positive=positive,
+        metrics=metrics,
+        class_names=class_names,
+        integer_counts=False,
     )
 
 
@@ -240,8 +246,14 @@ def zero_rule_metrics(
     label_q = np.zeros(n_classes)
     label_q[int(np.argmax(support))] = 1.0
     return _constant_rate_report(
-        support, label_q=label_q, score_q=_prior(support), n_classes=n_classes, positive=positive,
-        metrics=metrics, class_names=class_names, integer_counts=True,
+        support,
+        label_q=label_q,
+        score_q=_prior(support),
+        n_classes=n_classes,
+        positive=positive,
+        metrics=metrics,
+        class_names=class_names,
+        integer_counts=True,
     )
 
 
@@ -271,8 +283,14 @@ def _constant_rate_report(
         scores = np.full(k * k, score_q[positive]) if positive is not None else np.tile(score_q, (k * k, 1))
         scores = scores[keep]
     report = classification_metrics(
-        true_code[keep], pred_code[keep], n_classes=k, class_names=names_list, positive=positive,
-        scores=scores, metrics=names, sample_weight=weight[keep],
+        true_code[keep],
+        pred_code[keep],
+        n_classes=k,
+        class_names=names_list,
+        positive=positive,
+        scores=scores,
+        metrics=names,
+        sample_weight=weight[keep],
     )
     per_class = {
         name: c.model_copy(update={"support": int(support[i])})
@@ -375,15 +393,26 @@ def prepare_side(
     scoreless = score_names if sc is None else []
     reported = [m for m in names if m not in scoreless]
     report = classification_report(
-        cm, names=reported, class_names=names_list, positive=positive,
-        values={m: values[m] for m in reported}, n_clipped=n_clipped,
+        cm,
+        names=reported,
+        class_names=names_list,
+        positive=positive,
+        values={m: values[m] for m in reported},
+        n_clipped=n_clipped,
     )
     if scoreless:
         report.metrics = {m: report.metrics.get(m) for m in names}
         report.undefined |= dict.fromkeys(scoreless, NO_PROBABILITIES)
     return PreparedSide(
-        side=Side(yt, yp, sc), task=task, n_classes=n_classes, positive=positive, metrics=tuple(names),
-        values={m: values[m] for m in names}, gradients=gradients, confusion=cm, report=report,
+        side=Side(yt, yp, sc),
+        task=task,
+        n_classes=n_classes,
+        positive=positive,
+        metrics=tuple(names),
+        values={m: values[m] for m in names},
+        gradients=gradients,
+        confusion=cm,
+        report=report,
     )
 
 
@@ -452,9 +481,15 @@ def _prepare_regression(side: Side, names: list[str]) -> PreparedSide:
     if resampled and "median_ae" in names:
         boot = RegressionStatistics(yt, yp, names=names, presort=True)
     return PreparedSide(
-        side=Side(yt, yp), task="regression", n_classes=None, positive=None, metrics=tuple(names),
-        values=values, gradients=regression_influence(yt, yp, names=names),
-        regression_stats=boot if resampled else None, report=regression_report(stats, values),
+        side=Side(yt, yp),
+        task="regression",
+        n_classes=None,
+        positive=None,
+        metrics=tuple(names),
+        values=values,
+        gradients=regression_influence(yt, yp, names=names),
+        regression_stats=boot if resampled else None,
+        report=regression_report(stats, values),
     )
 
 
@@ -626,26 +661,49 @@ def _difference_replicates(
     if conf:
         assert m.n_classes is not None
         if paired:
-            out.update(paired_confusion_replicates(
-                m.side.y_true, m.side.y_pred, b.side.y_pred, n_classes=m.n_classes, positive=m.positive,
-                metrics=conf, samples=samples, seed=seed, joint=joint,
-            ))
+            out.update(
+                paired_confusion_replicates(
+                    m.side.y_true,
+                    m.side.y_pred,
+                    b.side.y_pred,
+                    n_classes=m.n_classes,
+                    positive=m.positive,
+                    metrics=conf,
+                    samples=samples,
+                    seed=seed,
+                    joint=joint,
+                )
+            )
         else:
-            out.update(unpaired_classification_replicates(
-                (m.side.y_true, m.side.y_pred), (b.side.y_true, b.side.y_pred), n_classes=m.n_classes,
-                positive=m.positive, metrics=conf, samples=samples, seed=seed,
-            ))
+            out.update(
+                unpaired_classification_replicates(
+                    (m.side.y_true, m.side.y_pred),
+                    (b.side.y_true, b.side.y_pred),
+                    n_classes=m.n_classes,
+                    positive=m.positive,
+                    metrics=conf,
+                    samples=samples,
+                    seed=seed,
+                )
+            )
     if rows:
         if paired:
             assert m.regression_stats is not None and b.regression_stats is not None
-            out.update(paired_regression_replicates(
-                m.regression_stats, b.regression_stats, metrics=rows, samples=samples, seed=seed
-            ))
+            out.update(
+                paired_regression_replicates(
+                    m.regression_stats, b.regression_stats, metrics=rows, samples=samples, seed=seed
+                )
+            )
         else:
-            out.update(unpaired_regression_replicates(
-                (m.side.y_true, m.side.y_pred), (b.side.y_true, b.side.y_pred),
-                metrics=rows, samples=samples, seed=seed,
-            ))
+            out.update(
+                unpaired_regression_replicates(
+                    (m.side.y_true, m.side.y_pred),
+                    (b.side.y_true, b.side.y_pred),
+                    metrics=rows,
+                    samples=samples,
+                    seed=seed,
+                )
+            )
     return out
 
 
@@ -671,8 +729,14 @@ def _fresh_model_replicates(
         )
     assert m.n_classes is not None
     return classification_replicates(
-        m.side.y_true, m.side.y_pred, n_classes=m.n_classes, positive=m.positive, scores=None,
-        metrics=resampled, samples=samples, seed=seed,
+        m.side.y_true,
+        m.side.y_pred,
+        n_classes=m.n_classes,
+        positive=m.positive,
+        scores=None,
+        metrics=resampled,
+        samples=samples,
+        seed=seed,
     )
 
 

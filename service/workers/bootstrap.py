@@ -159,9 +159,7 @@ def classification_replicates(
         assert scores is not None  # validate_metric_names guarantees it
         stats = ScoreStatistics(y_true, scores, n_classes=n_classes, positive=positive, names=score_names)
         out.update(
-            _row_replicates(
-                stats.values, score_names, n=n, samples=samples, rng=row_rng, progress=progress
-            )
+            _row_replicates(stats.values, score_names, n=n, samples=samples, rng=row_rng, progress=progress)
         )
     elif progress is not None:
         progress(1.0)

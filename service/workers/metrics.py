@@ -156,9 +156,7 @@ METRICS: dict[str, MetricInfo] = {
             source="scores",
         ),
         _info("mae", ["regression"], "Mean |y - y_hat|.", greater_is_better=False, source="values"),
-        _info(
-            "rmse", ["regression"], "sqrt(mean (y - y_hat)^2).", greater_is_better=False, source="values"
-        ),
+        _info("rmse", ["regression"], "sqrt(mean (y - y_hat)^2).", greater_is_better=False, source="values"),
         _info(
             "r2",
             ["regression"],
@@ -713,9 +711,7 @@ class ScoreStatistics:
         else:
             if want & {"roc_auc", "average_precision"}:
                 columns = np.ascontiguousarray(scores.T)
-                self.curves = [
-                    _Curve.of(y_true == c, columns[c], reorder=True)[0] for c in range(n_classes)
-                ]
+                self.curves = [_Curve.of(y_true == c, columns[c], reorder=True)[0] for c in range(n_classes)]
             p_true = scores[np.arange(y_true.size), y_true]
             brier_rows = None
             if "brier_score" in want:
@@ -986,7 +982,12 @@ def classification_metrics(
             values.update(stats.values(sw))
             n_clipped = stats.n_clipped
     return classification_report(
-        counts, cm=cm, names=names, class_names=names_list, positive=positive, values=values,
+        counts,
+        cm=cm,
+        names=names,
+        class_names=names_list,
+        positive=positive,
+        values=values,
         n_clipped=n_clipped,
         no_rows_reason="no labeled rows to evaluate" if n == 0 else "every row has sample weight 0",
     )
@@ -1126,8 +1127,10 @@ def _explain(
                 f"{_plural(absent, 'is', 'are')} left out: the mean recall is over the "
                 f"{len(present)} classes present in y_true (as scikit-learn)."
             )
-        elif name == "mcc" and value == 0.0 and (
-            np.count_nonzero(rates.true_sum > 0) < 2 or np.count_nonzero(rates.pred_sum > 0) < 2
+        elif (
+            name == "mcc"
+            and value == 0.0
+            and (np.count_nonzero(rates.true_sum > 0) < 2 or np.count_nonzero(rates.pred_sum > 0) < 2)
         ):
             one = "y_true" if np.count_nonzero(rates.true_sum > 0) < 2 else "y_pred"
             notes[name] = (

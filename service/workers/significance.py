@@ -125,7 +125,10 @@ def mcnemar_exact(model_correct: np.ndarray, baseline_correct: np.ndarray) -> Mc
 
 
 def mcnemar_counts(b: int, c: int) -> McNemar:
-    """:func:`mcnemar_exact` from the discordant counts (model right only ``b``, baseline right only ``c``)."""
+    """:func:`mcnemar_exact` from the discordant counts.
+
+    ``b``: rows only the model got right; ``c``: rows only the baseline got right.
+    """
     if b + c == 0:
         return McNemar(b, c, 1.0)
     p = 2.0 * float(scipy_stats.binom.cdf(min(b, c), b + c, 0.5))
@@ -343,7 +346,9 @@ def paired_confusion_replicates(
     return out
 
 
-def paired_joint_counts(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, n_classes: int) -> np.ndarray:
+def paired_joint_counts(
+    y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, n_classes: int
+) -> np.ndarray:
     """Counts of ``(true, pred_a, pred_b)`` in cell ``(t K + a) K + b`` (one n-row temporary)."""
     k = n_classes
     flat = np.multiply(y_true, k, dtype=np.intp)
@@ -387,8 +392,14 @@ def unpaired_classification_replicates(
     seed_a, seed_b = _spawned_seeds(seed, 2)
     ra, rb = (
         classification_replicates(
-            y_true, y_pred, n_classes=n_classes, positive=positive, scores=None, metrics=metrics,
-            samples=samples, seed=side_seed,
+            y_true,
+            y_pred,
+            n_classes=n_classes,
+            positive=positive,
+            scores=None,
+            metrics=metrics,
+            samples=samples,
+            seed=side_seed,
         )
         for (y_true, y_pred), side_seed in ((a, seed_a), (b, seed_b))
     )
@@ -600,9 +611,10 @@ def _row_losses(
 # a ranking: is_pos by decreasing score, ends of tied runs (None: no ties), and the
 # input row of each position (None: already input order), optionally followed by the
 # cumulative positives at each end (float64, not modified)
-Ranking = tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | tuple[
-    np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray
-]
+Ranking = (
+    tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+    | tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]
+)
 
 
 def _macro_ranking_gradients(
@@ -825,4 +837,3 @@ def p_value_verdict(p_value: float | None, lift: float, *, alpha: float, greater
     if p_value >= alpha or lift == 0:
         return "no_significant_difference"
     return "better" if (lift > 0) == greater_is_better else "worse"
-

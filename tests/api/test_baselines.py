@@ -95,7 +95,11 @@ async def test_heuristic_rules_are_evaluated_and_compared_paired(
     assert rule["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(cols["label"], expected_pred))
     assert rule["metrics"]["f1"] == pytest.approx(skm.f1_score(cols["label"], expected_pred))
     assert rule["pairing"] == {
-        "mode": "paired", "shared_rows": 100, "model_only_rows": 0, "baseline_only_rows": 0, "note": None
+        "mode": "paired",
+        "shared_rows": 100,
+        "model_only_rows": 0,
+        "baseline_only_rows": 0,
+        "note": None,
     }
 
 
@@ -119,8 +123,15 @@ async def test_regression_zero_rule_reports_mean_and_median(
     rng = np.random.default_rng(4)
     y = rng.exponential(10, 500)
     pred = y + rng.normal(0, 1, 500)
-    body = {"model": {"name": "price", "version": "1"}, "task": "regression",
-            "columns": {"sample_id": [str(i) for i in range(500)], "label": y.tolist(), "prediction": pred.tolist()}}
+    body = {
+        "model": {"name": "price", "version": "1"},
+        "task": "regression",
+        "columns": {
+            "sample_id": [str(i) for i in range(500)],
+            "label": y.tolist(),
+            "prediction": pred.tolist(),
+        },
+    }
     batch_id = await post(client, body)
     request = {"batch_id": batch_id, "metrics": ["mae", "r2"], "baselines": {"zero_rule": True}}
     result = await evaluate(client, run_jobs, request)
@@ -143,8 +154,12 @@ async def test_human_baseline_joins_by_sample_id_and_counts_the_unjoined(
     # Humans answered 80 of the model's samples (s10..s89) plus 5 the model never saw.
     ids = [f"s{i}" for i in range(10, 90)] + [f"x{i}" for i in range(5)]
     answers = [1 if i % 7 == 0 else 0 for i in range(85)]
-    human = {"model": {"name": "humans", "version": "2026-11"}, "task": "binary", "positive_class": 1,
-             "columns": {"sample_id": ids, "prediction": answers}}
+    human = {
+        "model": {"name": "humans", "version": "2026-11"},
+        "task": "binary",
+        "positive_class": 1,
+        "columns": {"sample_id": ids, "prediction": answers},
+    }
     human_id = await post(client, human)
     request = {
         "batch_id": model_id,
@@ -161,9 +176,12 @@ async def test_human_baseline_joins_by_sample_id_and_counts_the_unjoined(
     assert entry["significance"]["roc_auc"]["verdict"] == "undefined"
     assert entry["kind"] == "human"
     pairing = entry["pairing"]
-    assert (pairing["mode"], pairing["shared_rows"], pairing["model_only_rows"], pairing["baseline_only_rows"]) == (
-        "paired", 80, 20, 5
-    )
+    assert (
+        pairing["mode"],
+        pairing["shared_rows"],
+        pairing["model_only_rows"],
+        pairing["baseline_only_rows"],
+    ) == ("paired", 80, 20, 5)
     shared = slice(10, 90)
     y = np.array(cols["label"])[shared]
     assert entry["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(y, answers[:80]))
@@ -179,12 +197,22 @@ async def test_existing_model_on_disjoint_rows_is_compared_unpaired(
     model_id = await post(client, batch_body(ninety_ten()))
     label = rng.integers(0, 2, 300)
     pred = np.where(rng.random(300) < 0.6, label, 1 - label)
-    champion = {"model": {"name": "champion", "version": "q3"}, "task": "binary", "positive_class": 1,
-                "columns": {"sample_id": [f"old{i}" for i in range(300)], "label": label.tolist(),
-                            "prediction": pred.tolist()}}
+    champion = {
+        "model": {"name": "champion", "version": "q3"},
+        "task": "binary",
+        "positive_class": 1,
+        "columns": {
+            "sample_id": [f"old{i}" for i in range(300)],
+            "label": label.tolist(),
+            "prediction": pred.tolist(),
+        },
+    }
     champion_id = await post(client, champion)
-    request = {"batch_id": model_id, "metrics": ["accuracy", "f1"],
-               "baselines": {"existing": [{"name": "champion", "batch_id": champion_id}]}}
+    request = {
+        "batch_id": model_id,
+        "metrics": ["accuracy", "f1"],
+        "baselines": {"existing": [{"name": "champion", "batch_id": champion_id}]},
+    }
     result = await evaluate(client, run_jobs, request)
     entry = by_kind(result)["champion"]
     assert entry["kind"] == "existing"
@@ -234,8 +262,14 @@ async def test_unknown_column_and_bad_then_value_are_422(client: httpx.AsyncClie
 
 async def test_baseline_batches_must_exist_and_match_the_task(client: httpx.AsyncClient) -> None:
     batch_id = await post(client, batch_body(ninety_ten()))
-    regression = await post(client, {"model": {"name": "r", "version": "1"}, "task": "regression",
-                                     "columns": {"sample_id": ["s0"], "prediction": [1.0]}})
+    regression = await post(
+        client,
+        {
+            "model": {"name": "r", "version": "1"},
+            "task": "regression",
+            "columns": {"sample_id": ["s0"], "prediction": [1.0]},
+        },
+    )
     for baselines, field in [
         ({"human": {"batch_id": "nope"}}, "baselines.human.batch_id"),
         ({"existing": [{"name": "c", "batch_id": regression}]}, "baselines.existing[0].batch_id"),

@@ -64,7 +64,15 @@ async def test_json_column_form_creates_a_batch(client: httpx.AsyncClient) -> No
     batch = response.json()
     assert response.headers["location"] == f"/v1/batches/{batch['id']}"
     assert set(batch) == {
-        "id", "model", "task", "classes", "positive_class", "rows", "labeled_rows", "columns", "created_at"
+        "id",
+        "model",
+        "task",
+        "classes",
+        "positive_class",
+        "rows",
+        "labeled_rows",
+        "columns",
+        "created_at",
     }
     assert batch["model"] == {"name": "fraud-gbm", "version": "7"}
     assert (batch["task"], batch["classes"], batch["positive_class"]) == ("binary", [0, 1], 1)
@@ -93,7 +101,11 @@ async def test_json_row_form_creates_the_same_batch(client: httpx.AsyncClient) -
     rows_a = (await client.get(f"/v1/batches/{by_rows['id']}/rows", params={"page_size": 100})).json()
     rows_b = (await client.get(f"/v1/batches/{by_cols['id']}/rows", params={"page_size": 100})).json()
     assert rows_a == rows_b
-    assert rows_a["data"][0] == {"sample_id": "s0", "prediction": int(cols["score"][0] >= 0.5), "label": cols["label"][0]}
+    assert rows_a["data"][0] == {
+        "sample_id": "s0",
+        "prediction": int(cols["score"][0] >= 0.5),
+        "label": cols["label"][0],
+    }
 
 
 @pytest.mark.parametrize(
@@ -139,17 +151,32 @@ async def test_multiclass_and_regression_batches(client: httpx.AsyncClient) -> N
     }
     created = (await client.post("/v1/batches", json=reg)).json()
     assert (created["task"], created["rows"], created["labeled_rows"], created["classes"]) == (
-        "regression", 2, 1, None
+        "regression",
+        2,
+        1,
+        None,
     )
 
 
 BAD_BODIES = [
     pytest.param(
-        batch_body({"sample_id": ["a", "a"], "label": [0, 1], "score": [0.1, 0.9]}), "sample_id", 1, id="duplicate-id"
+        batch_body({"sample_id": ["a", "a"], "label": [0, 1], "score": [0.1, 0.9]}),
+        "sample_id",
+        1,
+        id="duplicate-id",
     ),
-    pytest.param(batch_body({"sample_id": ["a", "b"], "label": [0, 1], "score": [0.1, 1.5]}), "score", 1, id="score>1"),
-    pytest.param(batch_body({"sample_id": ["a", "b"], "label": [0, 1], "score": [0.1, None]}), "score", 1, id="score-null"),
-    pytest.param(batch_body({"sample_id": ["a", "b"], "label": [0, 1], "score": [0.1]}), "score", None, id="lengths"),
+    pytest.param(
+        batch_body({"sample_id": ["a", "b"], "label": [0, 1], "score": [0.1, 1.5]}), "score", 1, id="score>1"
+    ),
+    pytest.param(
+        batch_body({"sample_id": ["a", "b"], "label": [0, 1], "score": [0.1, None]}),
+        "score",
+        1,
+        id="score-null",
+    ),
+    pytest.param(
+        batch_body({"sample_id": ["a", "b"], "label": [0, 1], "score": [0.1]}), "score", None, id="lengths"
+    ),
     pytest.param(
         batch_body({"sample_id": ["a", "b"], "label": [0, 7], "score": [0.1, 0.2]}, classes=[0, 1]),
         "label",
@@ -199,13 +226,16 @@ async def test_malformed_bodies_are_400(
     client: httpx.AsyncClient, settings: Settings, content_type: str, body: bytes
 ) -> None:
     assert_problem(
-        await client.post("/v1/batches", content=body, params=QUERY, headers={"content-type": content_type}), 400
+        await client.post("/v1/batches", content=body, params=QUERY, headers={"content-type": content_type}),
+        400,
     )
     await assert_nothing_stored(client, settings)
 
 
 async def test_unsupported_content_type_is_415(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/batches", content=b"<xml/>", headers={"content-type": "application/xml"})
+    response = await client.post(
+        "/v1/batches", content=b"<xml/>", headers={"content-type": "application/xml"}
+    )
     assert_problem(response, 415)
 
 
@@ -227,7 +257,9 @@ async def test_list_pages_and_filters(client: httpx.AsyncClient) -> None:
         body["model"]["version"] = version
         ids.append((await client.post("/v1/batches", json=body)).json()["id"])
     first = (await client.get("/v1/batches", params={"page_size": 2})).json()
-    second = (await client.get("/v1/batches", params={"page_size": 2, "page_token": first["next_page_token"]})).json()
+    second = (
+        await client.get("/v1/batches", params={"page_size": 2, "page_token": first["next_page_token"]})
+    ).json()
     assert [b["id"] for b in first["data"] + second["data"]] == ids[::-1]
     assert second["next_page_token"] is None
     v2 = (await client.get("/v1/batches", params={"model": "fraud-gbm", "version": "2"})).json()
@@ -253,11 +285,20 @@ async def test_late_labels_join_by_sample_id_and_report_unmatched(client: httpx.
     cols["label"] = [None, None, 1, None]
     batch = (await client.post("/v1/batches", json=batch_body(cols))).json()
     assert batch["labeled_rows"] == 1
-    update = {"labels": [{"sample_id": "s0", "label": 1}, {"sample_id": "s3", "label": 0}, {"sample_id": "zz", "label": 1}]}
+    update = {
+        "labels": [
+            {"sample_id": "s0", "label": 1},
+            {"sample_id": "s3", "label": 0},
+            {"sample_id": "zz", "label": 1},
+        ]
+    }
     response = await client.put(f"/v1/batches/{batch['id']}/labels", json=update)
     assert response.status_code == 200, response.text
     assert response.json() == {
-        "batch_id": batch["id"], "updated": 2, "labeled_rows": 3, "unmatched_sample_ids": ["zz"]
+        "batch_id": batch["id"],
+        "updated": 2,
+        "labeled_rows": 3,
+        "unmatched_sample_ids": ["zz"],
     }
     rows = (await client.get(f"/v1/batches/{batch['id']}/rows")).json()["data"]
     assert [r["label"] for r in rows] == [1, None, 1, 0]

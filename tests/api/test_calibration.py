@@ -29,7 +29,11 @@ def overconfident(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
 
 
 def columns(label: np.ndarray, score: np.ndarray) -> dict[str, list[Any]]:
-    return {"sample_id": [str(i) for i in range(label.size)], "label": label.tolist(), "score": score.tolist()}
+    return {
+        "sample_id": [str(i) for i in range(label.size)],
+        "label": label.tolist(),
+        "score": score.tolist(),
+    }
 
 
 async def test_reliability_brier_and_miscalibration_finding(
@@ -81,7 +85,9 @@ async def test_confidence_threshold_and_risk_coverage(
     assert conf["aurc"] is not None and 0 <= conf["aurc"] <= 1
 
 
-async def test_regression_prediction_intervals(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+async def test_regression_prediction_intervals(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
     rng = np.random.default_rng(3)
     y = rng.normal(0, 1, 1000)
     pred = y + rng.normal(0, 0.5, 1000)
@@ -107,8 +113,11 @@ async def test_regression_prediction_intervals(client: httpx.AsyncClient, run_jo
 async def test_sections_that_cannot_apply_are_422(client: httpx.AsyncClient) -> None:
     no_scores = batch_body({"sample_id": ["a", "b"], "label": [0, 1], "prediction": [0, 1]})
     batch = (await client.post("/v1/batches", json=no_scores)).json()
-    reg = {"model": {"name": "r", "version": "1"}, "task": "regression",
-           "columns": {"sample_id": ["a"], "label": [1.0], "prediction": [1.0]}}
+    reg = {
+        "model": {"name": "r", "version": "1"},
+        "task": "regression",
+        "columns": {"sample_id": ["a"], "label": [1.0], "prediction": [1.0]},
+    }
     reg_batch = (await client.post("/v1/batches", json=reg)).json()
     for batch_id, section in [
         (batch["id"], {"calibration": {}}),
@@ -119,7 +128,9 @@ async def test_sections_that_cannot_apply_are_422(client: httpx.AsyncClient) -> 
         response = await client.post("/v1/evaluations", json={"batch_id": batch_id} | section)
         problem = assert_problem(response, 422)
         assert problem["errors"][0]["field"] == next(iter(section)), problem
-    bad = await client.post("/v1/evaluations", json={"batch_id": batch["id"], "calibration": {"strategy": "magic"}})
+    bad = await client.post(
+        "/v1/evaluations", json={"batch_id": batch["id"], "calibration": {"strategy": "magic"}}
+    )
     assert assert_problem(bad, 422)["errors"][0]["field"] == "calibration.strategy"
 
 
@@ -145,7 +156,9 @@ async def test_a_calibrated_model_gets_an_ece_interval_and_no_finding(
     assert cal["slope"] == pytest.approx(1.0, abs=0.1) and cal["intercept"] == pytest.approx(0.0, abs=0.1)
 
 
-async def test_multiclass_top_label_and_temperature(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+async def test_multiclass_top_label_and_temperature(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
     rng = np.random.default_rng(11)
     n, classes = 3000, ["a", "b", "c"]
     logits = rng.normal(0, 1.5, (n, 3))
@@ -159,8 +172,12 @@ async def test_multiclass_top_label_and_temperature(client: httpx.AsyncClient, r
     body = {"model": {"name": "m3", "version": "1"}, "task": "multiclass", "columns": cols}
     batch = (await client.post("/v1/batches", json=body)).json()
     assert batch["id"], batch
-    request = {"batch_id": batch["id"], "metrics": ["accuracy"], "calibration": {"recalibrate": ["temperature"]},
-               "confidence": {"target_accuracy": 0.8}}
+    request = {
+        "batch_id": batch["id"],
+        "metrics": ["accuracy"],
+        "calibration": {"recalibrate": ["temperature"]},
+        "confidence": {"target_accuracy": 0.8},
+    }
     result = await evaluate(client, run_jobs, request)
     cal = result["calibration"]
     assert set(cal["per_class"]) == set(classes) and cal["top_label"]["bins"]
@@ -176,8 +193,13 @@ async def test_multiclass_top_label_and_temperature(client: httpx.AsyncClient, r
 
 
 async def test_recalibration_needs_more_rows_than_folds(client: httpx.AsyncClient) -> None:
-    batch = (await client.post("/v1/batches", json=batch_body(columns(np.array([0, 1, 1]), np.array([0.2, 0.6, 0.9]))))).json()
+    batch = (
+        await client.post(
+            "/v1/batches", json=batch_body(columns(np.array([0, 1, 1]), np.array([0.2, 0.6, 0.9])))
+        )
+    ).json()
     response = await client.post(
-        "/v1/evaluations", json={"batch_id": batch["id"], "calibration": {"recalibrate": ["platt"], "folds": 5}}
+        "/v1/evaluations",
+        json={"batch_id": batch["id"], "calibration": {"recalibrate": ["platt"], "folds": 5}},
     )
     assert assert_problem(response, 422)["errors"][0]["field"] == "calibration.folds"

@@ -77,11 +77,17 @@ async def test_string_labels_multiclass_equal_sklearn(
         columns[f"score__{c}"] = raw[:, k].tolist()
     body = {"model": {"name": "pets", "version": "1"}, "task": "multiclass", "columns": columns}
     batch = (await client.post("/v1/batches", json=body)).json()
-    result = await evaluate(client, run_jobs, {"batch_id": batch["id"], "metrics": ["accuracy", "f1_macro", "roc_auc", "log_loss"]})
+    result = await evaluate(
+        client,
+        run_jobs,
+        {"batch_id": batch["id"], "metrics": ["accuracy", "f1_macro", "roc_auc", "log_loss"]},
+    )
     pred = np.array(classes)[raw.argmax(axis=1)]
     assert set(result["metrics"]) == {"accuracy", "f1_macro", "roc_auc", "log_loss"}
     assert result["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred), abs=1e-12)
-    assert result["metrics"]["f1_macro"] == pytest.approx(skm.f1_score(labels, pred, average="macro"), abs=1e-9)
+    assert result["metrics"]["f1_macro"] == pytest.approx(
+        skm.f1_score(labels, pred, average="macro"), abs=1e-9
+    )
     assert result["metrics"]["roc_auc"] == pytest.approx(
         skm.roc_auc_score(labels, raw, multi_class="ovr", labels=classes), abs=1e-9
     )
@@ -89,14 +95,20 @@ async def test_string_labels_multiclass_equal_sklearn(
     assert set(result["per_class"]) == set(classes)
 
 
-async def test_regression_metrics_equal_sklearn(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+async def test_regression_metrics_equal_sklearn(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
     rng = np.random.default_rng(9)
     y = rng.normal(10, 3, 400)
     pred = y + rng.normal(0, 1, 400)
     body = {
         "model": {"name": "price", "version": "2"},
         "task": "regression",
-        "columns": {"sample_id": [str(i) for i in range(400)], "label": y.tolist(), "prediction": pred.tolist()},
+        "columns": {
+            "sample_id": [str(i) for i in range(400)],
+            "label": y.tolist(),
+            "prediction": pred.tolist(),
+        },
     }
     batch = (await client.post("/v1/batches", json=body)).json()
     result = await evaluate(client, run_jobs, {"batch_id": batch["id"]})
@@ -125,7 +137,11 @@ async def test_one_class_present_reports_undefined_not_an_error(
 
 async def test_bootstrap_intervals_are_seeded(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
     batch = (await client.post("/v1/batches", json=batch_body(binary_columns(300)))).json()
-    request = {"batch_id": batch["id"], "metrics": ["accuracy", "roc_auc"], "bootstrap": {"samples": 200, "seed": 1}}
+    request = {
+        "batch_id": batch["id"],
+        "metrics": ["accuracy", "roc_auc"],
+        "bootstrap": {"samples": 200, "seed": 1},
+    }
     first = await evaluate(client, run_jobs, request)
     second = await evaluate(client, run_jobs, request)
     assert first["intervals"] == second["intervals"]
@@ -136,7 +152,9 @@ async def test_bootstrap_intervals_are_seeded(client: httpx.AsyncClient, run_job
     assert other["intervals"] != first["intervals"]
 
 
-async def test_gates_pass_and_fail_with_reasons(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+async def test_gates_pass_and_fail_with_reasons(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
     batch = (await client.post("/v1/batches", json=batch_body(binary_columns(300)))).json()
     request = {
         "batch_id": batch["id"],
@@ -149,7 +167,9 @@ async def test_gates_pass_and_fail_with_reasons(client: httpx.AsyncClient, run_j
     assert "below the minimum" in gates["results"][1]["reason"]
 
 
-async def test_unlabeled_batch_then_late_labels(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+async def test_unlabeled_batch_then_late_labels(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
     cols = binary_columns(10)
     labels = cols.pop("label")
     batch = (await client.post("/v1/batches", json=batch_body(cols))).json()
@@ -165,7 +185,9 @@ async def test_unlabeled_batch_then_late_labels(client: httpx.AsyncClient, run_j
     assert [f["kind"] for f in later["findings"]] == ["unlabeled_rows"]
 
 
-async def test_result_is_409_until_finished_and_cancel(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+async def test_result_is_409_until_finished_and_cancel(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
     batch = (await client.post("/v1/batches", json=batch_body())).json()
     job = (await client.post("/v1/evaluations", json={"batch_id": batch["id"]})).json()
     problem = assert_problem(await client.get(f"/v1/jobs/{job['id']}/result"), 409)
@@ -180,10 +202,14 @@ async def test_result_is_409_until_finished_and_cancel(client: httpx.AsyncClient
 
 async def test_jobs_list_pages_and_filters(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
     batch = (await client.post("/v1/batches", json=batch_body())).json()
-    ids = [(await client.post("/v1/evaluations", json={"batch_id": batch["id"]})).json()["id"] for _ in range(3)]
+    ids = [
+        (await client.post("/v1/evaluations", json={"batch_id": batch["id"]})).json()["id"] for _ in range(3)
+    ]
     await client.post(f"/v1/jobs/{ids[0]}/cancel")
     page = (await client.get("/v1/jobs", params={"page_size": 2})).json()
-    rest = (await client.get("/v1/jobs", params={"page_size": 2, "page_token": page["next_page_token"]})).json()
+    rest = (
+        await client.get("/v1/jobs", params={"page_size": 2, "page_token": page["next_page_token"]})
+    ).json()
     assert [j["id"] for j in page["data"] + rest["data"]] == ids[::-1]
     queued = (await client.get("/v1/jobs", params={"status": "queued", "model": "fraud-gbm"})).json()
     assert [j["id"] for j in queued["data"]] == ids[:0:-1]

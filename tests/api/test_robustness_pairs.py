@@ -16,10 +16,19 @@ pytestmark = pytest.mark.anyio
 
 
 def scored(ids: list[str], score: np.ndarray, label: list[int] | None = None) -> dict[str, Any]:
-    columns: dict[str, Any] = {"sample_id": ids, "score": score.round(6).tolist(), "income": list(range(len(ids)))}
+    columns: dict[str, Any] = {
+        "sample_id": ids,
+        "score": score.round(6).tolist(),
+        "income": list(range(len(ids))),
+    }
     if label is not None:
         columns["label"] = label
-    return {"model": {"name": "credit", "version": "3"}, "task": "binary", "positive_class": 1, "columns": columns}
+    return {
+        "model": {"name": "credit", "version": "3"},
+        "task": "binary",
+        "positive_class": 1,
+        "columns": columns,
+    }
 
 
 async def post(client: httpx.AsyncClient, body: dict[str, Any]) -> str:
@@ -47,9 +56,18 @@ async def test_pairs_joined_by_sample_id_with_exact_violation_counts(
         "robustness": {
             "score_tolerance": 0.01,
             "pairs": [
-                {"name": "income +10k", "original_batch_id": original, "perturbed_batch_id": raised,
-                 "expect": "increase"},
-                {"name": "identity", "original_batch_id": original, "perturbed_batch_id": original, "expect": "same"},
+                {
+                    "name": "income +10k",
+                    "original_batch_id": original,
+                    "perturbed_batch_id": raised,
+                    "expect": "increase",
+                },
+                {
+                    "name": "identity",
+                    "original_batch_id": original,
+                    "perturbed_batch_id": original,
+                    "expect": "same",
+                },
             ],
         },
     }
@@ -69,14 +87,31 @@ async def test_robustness_requests_are_validated(client: httpx.AsyncClient) -> N
     batch = await post(client, scored(ids, np.array([0.2, 0.8]), label=[0, 1]))
     cases = [
         ({"invariance": [{"column": "gender", "swap": ["F", "M"]}]}, "robustness"),
-        ({"endpoint": {"url": "http://127.0.0.1:9/x"}, "invariance": [{"column": "gender", "swap": ["F", "M"]}]},
-         "robustness.invariance[0].column"),
-        ({"endpoint": {"url": "ftp://models/x"}, "directional": [{"column": "income", "add": 1, "expect": "increase"}]},
-         "robustness.endpoint.url"),
-        ({"pairs": [{"name": "p", "original_batch_id": batch, "perturbed_batch_id": "nope"}]},
-         "robustness.pairs[0].perturbed_batch_id"),
-        ({"endpoint": {"url": "http://x/"}, "directional": [{"column": "income", "add": 1, "multiply": 2,
-                                                            "expect": "increase"}]}, "robustness.directional"),
+        (
+            {
+                "endpoint": {"url": "http://127.0.0.1:9/x"},
+                "invariance": [{"column": "gender", "swap": ["F", "M"]}],
+            },
+            "robustness.invariance[0].column",
+        ),
+        (
+            {
+                "endpoint": {"url": "ftp://models/x"},
+                "directional": [{"column": "income", "add": 1, "expect": "increase"}],
+            },
+            "robustness.endpoint.url",
+        ),
+        (
+            {"pairs": [{"name": "p", "original_batch_id": batch, "perturbed_batch_id": "nope"}]},
+            "robustness.pairs[0].perturbed_batch_id",
+        ),
+        (
+            {
+                "endpoint": {"url": "http://x/"},
+                "directional": [{"column": "income", "add": 1, "multiply": 2, "expect": "increase"}],
+            },
+            "robustness.directional",
+        ),
     ]
     for robustness, field in cases:
         response = await client.post("/v1/evaluations", json={"batch_id": batch, "robustness": robustness})

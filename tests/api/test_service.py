@@ -76,7 +76,8 @@ def test_committed_openapi_is_current() -> None:
             )
         )
         pytest.fail(
-            f"openapi/openapi.json is stale. Regenerate it with:\n\n    yardstick export-openapi\n\n{diff[:4000]}"
+            "openapi/openapi.json is stale. Regenerate it with:\n\n    yardstick export-openapi\n\n"
+            f"{diff[:4000]}"
         )
 
 

@@ -19,7 +19,12 @@ pytestmark = pytest.mark.anyio
 
 
 def body(columns: dict[str, Any], *, name: str = "fraud", version: str = "1") -> dict[str, Any]:
-    return {"model": {"name": name, "version": version}, "task": "binary", "positive_class": 1, "columns": columns}
+    return {
+        "model": {"name": name, "version": version},
+        "task": "binary",
+        "positive_class": 1,
+        "columns": columns,
+    }
 
 
 async def post(client: httpx.AsyncClient, payload: dict[str, Any]) -> str:
@@ -73,9 +78,15 @@ async def test_slice_metrics_equal_pandas_groupby_and_sklearn(
         assert got["metrics"]["accuracy"]["value"] == pytest.approx(
             skm.accuracy_score(part.label, part.prediction), abs=1e-9
         )
-        assert got["metrics"]["f1"]["value"] == pytest.approx(skm.f1_score(part.label, part.prediction), abs=1e-9)
-        assert got["metrics"]["roc_auc"]["value"] == pytest.approx(skm.roc_auc_score(part.label, part.score), abs=1e-9)
-        assert got["metrics"]["log_loss"]["value"] == pytest.approx(skm.log_loss(part.label, part.score), abs=1e-9)
+        assert got["metrics"]["f1"]["value"] == pytest.approx(
+            skm.f1_score(part.label, part.prediction), abs=1e-9
+        )
+        assert got["metrics"]["roc_auc"]["value"] == pytest.approx(
+            skm.roc_auc_score(part.label, part.score), abs=1e-9
+        )
+        assert got["metrics"]["log_loss"]["value"] == pytest.approx(
+            skm.log_loss(part.label, part.score), abs=1e-9
+        )
     assert len(by_cross["slices"]) == 12
     hard = next(s for s in by_cross["slices"] if s["conditions"] == {"country": "BR", "device": "ios"})
     assert hard["metrics"]["accuracy"]["difference"] < 0
@@ -83,11 +94,17 @@ async def test_slice_metrics_equal_pandas_groupby_and_sklearn(
     assert any(f["details"]["conditions"] == {"country": "BR", "device": "ios"} for f in under)
 
 
-async def test_minority_slices_are_flagged_not_hidden(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+async def test_minority_slices_are_flagged_not_hidden(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
     frame = planted(2000)
     frame.loc[:9, "plan"] = "enterprise"  # 10 rows: a minority
     batch_id = await post(client, body(columns_of(frame)))
-    request = {"batch_id": batch_id, "metrics": ["accuracy"], "slices": {"columns": ["plan"], "min_support": 30}}
+    request = {
+        "batch_id": batch_id,
+        "metrics": ["accuracy"],
+        "slices": {"columns": ["plan"], "min_support": 30},
+    }
     result = await evaluate(client, run_jobs, request)
     slices = {s["conditions"]["plan"]: s for s in result["slices"]["groups"][0]["slices"]}
     assert slices["enterprise"]["n"] == 10 and slices["enterprise"]["minority"] is True
@@ -102,11 +119,15 @@ async def test_critical_slice_with_history_oldest_first(
     for version, seed in (("1", 1), ("2", 2), ("3", 3)):
         frame = planted(1500, seed=seed)
         batch_id = await post(client, body(columns_of(frame), version=version))
-        result = await evaluate(client, run_jobs, {"batch_id": batch_id, "metrics": ["accuracy"], "slices": critical})
+        result = await evaluate(
+            client, run_jobs, {"batch_id": batch_id, "metrics": ["accuracy"], "slices": critical}
+        )
         entry = result["slices"]["critical"][0]
         new = frame[frame.tenure_days < 30]
         assert entry["n"] == len(new)
-        assert entry["metrics"]["accuracy"]["value"] == pytest.approx(skm.accuracy_score(new.label, new.prediction))
+        assert entry["metrics"]["accuracy"]["value"] == pytest.approx(
+            skm.accuracy_score(new.label, new.prediction)
+        )
         values.append(entry["metrics"]["accuracy"]["value"])
     history = entry["history"]
     assert [h["version"] for h in history] == ["1", "2"]
@@ -151,13 +172,22 @@ async def test_kidney_stone_paradox_against_an_existing_model(
     assert per_slice["large"]["baseline"]["accuracy"] == pytest.approx(55 / 80)
 
 
-async def test_slice_finder_finds_the_planted_slice(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+async def test_slice_finder_finds_the_planted_slice(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
     frame = planted(20_000, seed=5)
     batch_id = await post(client, body(columns_of(frame)))
     request = {
         "batch_id": batch_id,
         "metrics": ["accuracy"],
-        "slices": {"finder": {"max_conditions": 2, "top_k": 5, "alpha": 0.05, "columns": ["country", "device", "plan"]}},
+        "slices": {
+            "finder": {
+                "max_conditions": 2,
+                "top_k": 5,
+                "alpha": 0.05,
+                "columns": ["country", "device", "plan"],
+            }
+        },
     }
     result = await evaluate(client, run_jobs, request)
     top = result["slices"]["finder"]["slices"][0]

@@ -54,13 +54,17 @@ class Server:
     def __init__(self, data_dir: Path, *, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = os.environ | {
-            "YARDSTICK_DATA_DIR": str(data_dir),
-            "YARDSTICK_WORKERS": str(workers),
-            "YARDSTICK_LEASE_SECONDS": "2",
-            "YARDSTICK_HEARTBEAT_SECONDS": "0.5",
-            "YARDSTICK_POLL_SECONDS": "0.05",
-        } | (extra_env or {})
+        self.env = (
+            os.environ
+            | {
+                "YARDSTICK_DATA_DIR": str(data_dir),
+                "YARDSTICK_WORKERS": str(workers),
+                "YARDSTICK_LEASE_SECONDS": "2",
+                "YARDSTICK_HEARTBEAT_SECONDS": "0.5",
+                "YARDSTICK_POLL_SECONDS": "0.05",
+            }
+            | (extra_env or {})
+        )
         self.env.pop("YARDSTICK_API_KEYS", None)
         self.log = data_dir.parent / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,7 +72,10 @@ class Server:
     def start(self, *args: str) -> Server:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [*yardstick_command(), *(args or ("serve", "--port", str(self.port), "--log-level", "warning"))],
+                [
+                    *yardstick_command(),
+                    *(args or ("serve", "--port", str(self.port), "--log-level", "warning")),
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -80,7 +87,9 @@ class Server:
     def _ready(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+            )
         try:
             return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:

@@ -112,7 +112,9 @@ def test_scale_out_api_without_workers_and_a_separate_worker(servers: Callable[.
             lambda: job_status(client, job["id"])["status"] == "succeeded", timeout=60, what="the worker"
         )
         result = client.get(f"/v1/jobs/{job['id']}/result").json()
-        assert result["metrics"]["f1"] == pytest.approx(skm.f1_score(label, (score >= 0.5).astype(int)), abs=1e-12)
+        assert result["metrics"]["f1"] == pytest.approx(
+            skm.f1_score(label, (score >= 0.5).astype(int)), abs=1e-12
+        )
     assert worker.proc is not None
     worker.proc.send_signal(signal.SIGTERM)
     assert worker.proc.wait(20) == 0

@@ -143,7 +143,12 @@ async def test_fair_model_directional_violations_counted_exactly(
 
 async def test_retries_on_5xx(client: httpx.AsyncClient, model_server: ModelServer) -> None:
     spec = {
-        "endpoint": {"url": model_server.endpoint("flaky"), "batch_size": 100, "concurrency": 1, "retries": 2},
+        "endpoint": {
+            "url": model_server.endpoint("flaky"),
+            "batch_size": 100,
+            "concurrency": 1,
+            "retries": 2,
+        },
         "sample_size": N,
         "invariance": [{"column": "gender", "swap": ["F", "M"]}],
     }
@@ -161,7 +166,11 @@ async def test_retries_on_5xx(client: httpx.AsyncClient, model_server: ModelServ
     ],
 )
 async def test_bad_endpoints_fail_the_job_clearly(
-    client: httpx.AsyncClient, model_server: ModelServer, model: str, endpoint_options: dict[str, Any], message: str
+    client: httpx.AsyncClient,
+    model_server: ModelServer,
+    model: str,
+    endpoint_options: dict[str, Any],
+    message: str,
 ) -> None:
     spec = {
         "endpoint": {"url": model_server.endpoint(model), **endpoint_options},

@@ -236,5 +236,8 @@ def test_earlier_results_of_a_model_oldest_first(store: SqlStore) -> None:
     store.insert_job(job(9))  # queued: not a result
     got = store.earlier_results("m", before=T0 + timedelta(seconds=3), limit=10)
     assert [(r[0], r[3]) for r in got] == [("j_0000", {"i": 0}), ("j_0001", {"i": 1})]
-    assert [r[0] for r in store.earlier_results("m", before=T0 + timedelta(days=1), limit=2)] == ["j_0001", "j_0003"]
+    assert [r[0] for r in store.earlier_results("m", before=T0 + timedelta(days=1), limit=2)] == [
+        "j_0001",
+        "j_0003",
+    ]
     assert store.earlier_results("other", before=T0 + timedelta(days=1)) == []

@@ -73,7 +73,10 @@ def test_constant_probability_losses_equal_sklearn(strategy: Strategy, k: int) -
     y = rng.choice(k, 5000, p=[0.6, 0.4] if k == 2 else [0.6, 0.3, 0.1])
     positive = 1 if k == 2 else None
     report = expected_random_metrics(
-        y, n_classes=k, positive=positive, strategy=strategy,
+        y,
+        n_classes=k,
+        positive=positive,
+        strategy=strategy,
         metrics=["log_loss", "brier_score", "roc_auc", "average_precision"],
     )
     q = np.full(k, 1 / k) if strategy == "uniform" else np.bincount(y, minlength=k) / y.size
@@ -104,7 +107,12 @@ def _simulate(y: np.ndarray, q: np.ndarray, rng: np.random.Generator) -> np.ndar
         (
             [0.5, 0.3, 0.15, 0.05],
             [
-                "accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_weighted", "f1_micro",
+                "accuracy",
+                "balanced_accuracy",
+                "f1_macro",
+                "precision_macro",
+                "recall_weighted",
+                "f1_micro",
                 "mcc",
             ],
             None,
@@ -161,7 +169,11 @@ def test_random_scorer_ranking_metrics_match_simulation() -> None:
 def test_expected_metrics_with_an_absent_class_are_undefined_with_reasons() -> None:
     y = np.array([0] * 30 + [1] * 20)  # class 2 has no labeled rows
     report = expected_random_metrics(
-        y, n_classes=3, positive=None, strategy="prior", metrics=["accuracy", "roc_auc", "average_precision"],
+        y,
+        n_classes=3,
+        positive=None,
+        strategy="prior",
+        metrics=["accuracy", "roc_auc", "average_precision"],
         class_names=["a", "b", "c"],
     )
     assert report.metrics["roc_auc"] is None
@@ -180,7 +192,10 @@ def test_expected_metrics_of_no_rows_are_undefined() -> None:
 def test_unknown_strategy_is_rejected() -> None:
     with pytest.raises(ValueError, match="strategy"):
         expected_random_metrics(
-            NINETY_TEN, n_classes=2, positive=1, strategy="stratified"  # type: ignore[arg-type]
+            NINETY_TEN,
+            n_classes=2,
+            positive=1,
+            strategy="stratified",  # type: ignore[arg-type]
         )
 
 
@@ -204,7 +219,12 @@ def test_zero_rule_reports_undefined_precision_not_an_error() -> None:
     names = default_metrics("binary", has_scores=True)
     direct = zero_rule_metrics(NINETY_TEN, n_classes=2, positive=1, metrics=names)
     via_rows = classification_metrics(
-        side.y_true, side.y_pred, n_classes=2, class_names=["0", "1"], positive=1, scores=side.scores,
+        side.y_true,
+        side.y_pred,
+        n_classes=2,
+        class_names=["0", "1"],
+        positive=1,
+        scores=side.scores,
         metrics=names,
     )
     assert direct.metrics["precision"] is None
@@ -227,7 +247,12 @@ def test_prepared_zero_rule_values_equal_the_metrics_worker(k: int) -> None:
     side = zero_rule_predictions(y, n_classes=k, positive=positive)
     prepared = prepare_side(side, task=task, metrics=names, n_classes=k, positive=positive)
     report = classification_metrics(
-        y, side.y_pred, n_classes=k, class_names=_names(k), positive=positive, scores=side.scores,
+        y,
+        side.y_pred,
+        n_classes=k,
+        class_names=_names(k),
+        positive=positive,
+        scores=side.scores,
         metrics=names,
     )
     values = {m: None if np.isnan(v) else v for m, v in prepared.values.items()}
@@ -286,7 +311,13 @@ def _vs(
     """compare() for the binary task with the default metrics."""
     options.setdefault("metrics", NAMES)
     return compare(
-        model, baseline, task="binary", n_classes=2, positive=1, paired=paired, primary_metric=primary,
+        model,
+        baseline,
+        task="binary",
+        n_classes=2,
+        positive=1,
+        paired=paired,
+        primary_metric=primary,
         **options,
     )
 
@@ -354,15 +385,27 @@ def test_prepared_sides_give_the_same_comparison() -> None:
     with pytest.raises(ValueError, match="prepared without metrics"):
         _vs(too_few, baseline, paired=True)
     with pytest.raises(ValueError, match="prepared for task=binary"):
-        compare(prepared, baseline, task="multiclass", n_classes=2, metrics=["accuracy"], paired=True,
-                primary_metric="accuracy")
+        compare(
+            prepared,
+            baseline,
+            task="multiclass",
+            n_classes=2,
+            metrics=["accuracy"],
+            paired=True,
+            primary_metric="accuracy",
+        )
 
 
 def test_model_values_equal_the_metrics_worker() -> None:
     model, _ = _binary_pair(n=500)
     prepared = prepare_side(model, task="binary", n_classes=2, positive=1, metrics=NAMES)
     report = classification_metrics(
-        model.y_true, model.y_pred, n_classes=2, class_names=["0", "1"], positive=1, scores=model.scores,
+        model.y_true,
+        model.y_pred,
+        n_classes=2,
+        class_names=["0", "1"],
+        positive=1,
+        scores=model.scores,
         metrics=NAMES,
     )
     assert prepared.values == report.metrics
@@ -397,8 +440,15 @@ def test_misuse_raises_value_error() -> None:
     with pytest.raises(ValueError, match="primary_metric"):
         _vs(model, baseline, paired=True, metrics=["accuracy"])
     with pytest.raises(ValueError, match="positive"):
-        compare(model, baseline, task="binary", n_classes=2, metrics=["accuracy"], paired=True,
-                primary_metric="accuracy")
+        compare(
+            model,
+            baseline,
+            task="binary",
+            n_classes=2,
+            metrics=["accuracy"],
+            paired=True,
+            primary_metric="accuracy",
+        )
 
 
 def test_compare_to_expected_uses_the_binomial_test_for_accuracy() -> None:
@@ -420,7 +470,12 @@ def test_compare_to_expected_uses_the_binomial_test_for_accuracy() -> None:
     assert {c.verdict for c in result.significance.values()} == {"better"}
     with pytest.raises(ValueError, match="lacks metrics"):
         compare_to_expected(
-            model, expected, task="binary", n_classes=2, positive=1, metrics=["mcc", "f1_macro"],
+            model,
+            expected,
+            task="binary",
+            n_classes=2,
+            positive=1,
+            metrics=["mcc", "f1_macro"],
             primary_metric="mcc",
         )
 
@@ -453,8 +508,15 @@ def test_regression_model_against_the_mean() -> None:
     assert sig["r2"].normalized_gain == pytest.approx(sig["r2"].model)  # gain over the mean is R^2 itself
     assert sig["mae"].test == "paired_delta_method" and sig["median_ae"].test == "paired_bootstrap"
     assert {c.verdict for m, c in sig.items() if m != "max_error"} == {"better"}
-    unpaired = compare(model, mean, task="regression", metrics=["mae", "median_ae"], paired=False,
-                       primary_metric="mae", samples=100)
+    unpaired = compare(
+        model,
+        mean,
+        task="regression",
+        metrics=["mae", "median_ae"],
+        paired=False,
+        primary_metric="mae",
+        samples=100,
+    )
     assert unpaired.significance["median_ae"].test == "unpaired_bootstrap" and unpaired.beats is True
 
 
@@ -546,7 +608,12 @@ def test_prepared_zero_rule_report_equals_classification_metrics(k: int) -> None
         side, task=task, metrics=names, n_classes=k, positive=positive, class_names=_names(k)
     )
     expected = classification_metrics(
-        y, side.y_pred, n_classes=k, class_names=_names(k), positive=positive, scores=side.scores,
+        y,
+        side.y_pred,
+        n_classes=k,
+        class_names=_names(k),
+        positive=positive,
+        scores=side.scores,
         metrics=names,
     )
     assert prepared.report is not None
@@ -563,7 +630,12 @@ def test_prepared_report_without_scores_has_undefined_score_metrics() -> None:
     )
     label_names = [m for m in NAMES if not METRICS[m].needs_scores]
     expected = classification_metrics(
-        baseline.y_true, baseline.y_pred, n_classes=2, class_names=["no", "yes"], positive=1, scores=None,
+        baseline.y_true,
+        baseline.y_pred,
+        n_classes=2,
+        class_names=["no", "yes"],
+        positive=1,
+        scores=None,
         metrics=label_names,
     )
     report = prepared.report
@@ -580,7 +652,12 @@ def test_prepared_report_without_scores_has_undefined_score_metrics() -> None:
     # the metrics worker itself stays strict
     with pytest.raises(ValueError, match="needs predicted probabilities"):
         classification_metrics(
-            baseline.y_true, baseline.y_pred, n_classes=2, class_names=["no", "yes"], positive=1, scores=None,
+            baseline.y_true,
+            baseline.y_pred,
+            n_classes=2,
+            class_names=["no", "yes"],
+            positive=1,
+            scores=None,
             metrics=NAMES,
         )
 

@@ -132,8 +132,13 @@ def test_row_weights_equal_metrics_on_the_resampled_rows() -> None:
         w = np.bincount(np.argsort(order)[idx], minlength=y.size)
         got = prepared.values(w)
         expected = classification_metrics(
-            y[idx], p[idx], n_classes=k, class_names=[str(i) for i in range(k)], positive=positive,
-            scores=s[idx], metrics=names,
+            y[idx],
+            p[idx],
+            n_classes=k,
+            class_names=[str(i) for i in range(k)],
+            positive=positive,
+            scores=s[idx],
+            metrics=names,
         ).metrics
         for name in names:
             assert got[name] == pytest.approx(expected[name], rel=1e-12, abs=1e-12), name
@@ -163,13 +168,21 @@ def test_coverage_is_close_to_nominal() -> None:
         y = rng.integers(0, 2, 200)
         p = np.where(rng.random(200) < true_accuracy, y, 1 - y)
         iv = classification_intervals(
-            y, p, n_classes=2, positive=1, scores=None, metrics=["accuracy"], samples=400,
-            confidence=0.9, seed=t,
+            y,
+            p,
+            n_classes=2,
+            positive=1,
+            scores=None,
+            metrics=["accuracy"],
+            samples=400,
+            confidence=0.9,
+            seed=t,
         )["accuracy"]
         hits["accuracy"] += iv.low <= true_accuracy <= iv.high
         yt = rng.normal(size=150)
-        ivr = regression_intervals(yt, yt + rng.normal(size=150), metrics=["mae"], samples=150,
-                                   confidence=0.9, seed=t)["mae"]
+        ivr = regression_intervals(
+            yt, yt + rng.normal(size=150), metrics=["mae"], samples=150, confidence=0.9, seed=t
+        )["mae"]
         hits["mae"] += ivr.low <= true_mae <= ivr.high
     for name, h in hits.items():
         # binomial(150, 0.9): sd ~ 0.025; the percentile bootstrap is slightly liberal
@@ -205,7 +218,14 @@ def test_progress_is_reported_up_to_one() -> None:
     assert seen == sorted(seen) and seen[-1] == 1.0 and 10 <= len(seen) <= 60
     seen.clear()
     classification_intervals(
-        y, p, n_classes=2, positive=1, scores=None, metrics=["accuracy"], samples=50, seed=0,
+        y,
+        p,
+        n_classes=2,
+        positive=1,
+        scores=None,
+        metrics=["accuracy"],
+        samples=50,
+        seed=0,
         progress=seen.append,
     )
     assert seen == [1.0]

@@ -257,7 +257,7 @@ def test_columns_lists_every_referenced_name() -> None:
         ("`ok_name` IS NULL", "ok_name is null"),
         ("`and` == 1", "`and` == 1"),
         (r"`we\`ird` > 1", r"`we\`ird` > 1"),
-        ("x == \"it's\"", r"x == 'it\'s'"),
+        ('x == "it\'s"', r"x == 'it\'s'"),
         ("x in (1, 2.50, -3e2, .5)", "x in (1, 2.5, -300.0, 0.5)"),
         ("x NOT IN ('a')", "x not in ('a')"),
         ("TRUE", "true"),

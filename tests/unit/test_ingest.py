@@ -85,9 +85,7 @@ def encode(
     return out.getvalue().to_pybytes(), "application/vnd.apache.arrow.file", params
 
 
-def ingest(
-    fmt: str, columns: Mapping[str, list[Any]] | pa.Table, task: str, **spec: Any
-) -> CanonicalBatch:
+def ingest(fmt: str, columns: Mapping[str, list[Any]] | pa.Table, task: str, **spec: Any) -> CanonicalBatch:
     body, content_type, params = encode(fmt, columns, task, **spec)
     return ingest_body(body, content_type, params)
 
@@ -161,8 +159,13 @@ def test_binary_int_classes_default_and_positive_zero(fmt: str) -> None:
 
 
 def test_positive_class_and_classes_arrive_as_strings_for_int_labels() -> None:
-    batch = ingest("json-columns", {"label": [0, 1], "prediction": [1, 1]}, "binary", positive_class="1",
-                   classes=["0", "1"])
+    batch = ingest(
+        "json-columns",
+        {"label": [0, 1], "prediction": [1, 1]},
+        "binary",
+        positive_class="1",
+        classes=["0", "1"],
+    )
     assert (batch.spec.classes, batch.spec.positive_class) == ([0, 1], 1)
     assert isinstance(batch.spec.positive_class, int)
 
@@ -317,6 +320,7 @@ def test_regression_int_labels_widen_and_absent_labels_are_float_nulls() -> None
 
 # --- content types and storage ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("fmt", "content_type"),
     [
@@ -370,6 +374,7 @@ def test_canonical_columns_are_reserved_then_features() -> None:
 
 
 # --- decoder details -----------------------------------------------------------------------------
+
 
 def test_csv_quoted_cells_may_hold_newlines_and_only_empty_cells_are_null() -> None:
     body = b'sample_id,prediction,note,country\na,0,"line one\nline two",NA\nb,1,,NA\n'

@@ -34,8 +34,15 @@ def only_issue(error: InvalidInput) -> FieldIssue:
 
 def test_merge_sets_labels_counts_and_reports_unmatched_ids() -> None:
     batch = binary()
-    update = update_json({"labels": [{"sample_id": "b", "label": 1}, {"sample_id": "zz", "label": 0},
-                                     {"sample_id": "c", "label": 0}]})
+    update = update_json(
+        {
+            "labels": [
+                {"sample_id": "b", "label": 1},
+                {"sample_id": "zz", "label": 0},
+                {"sample_id": "c", "label": 0},
+            ]
+        }
+    )
     merged = merge_labels(batch, update)
     assert merged.updated == 2
     assert merged.unmatched_sample_ids == ["zz"]
@@ -78,10 +85,19 @@ def test_integer_sample_ids_in_the_update_match_text_ids() -> None:
 @pytest.mark.parametrize(
     ("body", "content_type", "field", "row"),
     [
-        (b'{"labels": [{"sample_id": "a", "label": 0}, {"sample_id": "b", "label": 1},'
-         b' {"sample_id": "a", "label": 1}]}', "application/json", "labels[2].sample_id", 2),
-        (b'{"columns": {"sample_id": ["a", "a"], "label": [0, 1]}}', "application/json",
-         "columns.sample_id", 1),
+        (
+            b'{"labels": [{"sample_id": "a", "label": 0}, {"sample_id": "b", "label": 1},'
+            b' {"sample_id": "a", "label": 1}]}',
+            "application/json",
+            "labels[2].sample_id",
+            2,
+        ),
+        (
+            b'{"columns": {"sample_id": ["a", "a"], "label": [0, 1]}}',
+            "application/json",
+            "columns.sample_id",
+            1,
+        ),
         (b"sample_id,label\nb,0\nb,1\n", "text/csv", "sample_id", 1),
     ],
 )
@@ -96,8 +112,13 @@ def test_duplicate_ids_in_the_update(body: bytes, content_type: str, field: str,
 @pytest.mark.parametrize(
     ("data", "task", "doc", "field", "row"),
     [
-        (BINARY, "binary", {"labels": [{"sample_id": "a", "label": 0}, {"sample_id": "b", "label": 2}]},
-         "labels[1].label", 1),
+        (
+            BINARY,
+            "binary",
+            {"labels": [{"sample_id": "a", "label": 0}, {"sample_id": "b", "label": 2}]},
+            "labels[1].label",
+            1,
+        ),
         (BINARY, "binary", {"columns": {"sample_id": ["a"], "label": ["yes"]}}, "columns.label", 0),
         (STRINGS, "multiclass", {"labels": [{"sample_id": "a", "label": "bird"}]}, "labels[0].label", 0),
         (REGRESSION, "regression", {"labels": [{"sample_id": "a", "label": "high"}]}, "labels[0].label", 0),

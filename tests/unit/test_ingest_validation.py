@@ -40,6 +40,7 @@ def post_json(doc: Any) -> InvalidInput:
 
 # --- the spec ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("model", "field"),
     [
@@ -95,10 +96,16 @@ def test_unknown_envelope_key_and_both_forms() -> None:
 
 # --- the shape of the data -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("fmt", "field"),
-    [("json-rows", "rows"), ("json-columns", "columns"), ("csv", "body"), ("parquet", "body"),
-     ("arrow-stream", "body")],
+    [
+        ("json-rows", "rows"),
+        ("json-columns", "columns"),
+        ("csv", "body"),
+        ("parquet", "body"),
+        ("arrow-stream", "body"),
+    ],
 )
 def test_empty_batch(fmt: str, field: str) -> None:
     columns = pa.table({"prediction": pa.array([], pa.int64())}) if fmt in TABULAR else {"prediction": []}
@@ -114,8 +121,9 @@ def test_empty_batch(fmt: str, field: str) -> None:
 
 
 def test_unequal_column_lengths_name_the_column_and_both_lengths() -> None:
-    error = reject("json-columns", {"sample_id": ["a", "b", "c"], "label": [0, 1], "prediction": [0, 1, 1]},
-                   "binary")
+    error = reject(
+        "json-columns", {"sample_id": ["a", "b", "c"], "label": [0, 1], "prediction": [0, 1, 1]}, "binary"
+    )
     issue = only_issue(error)
     assert issue.field == "columns.label"
     assert "2 values" in issue.message and "expected 3" in issue.message
@@ -155,8 +163,14 @@ def test_row_form_fields_are_not_columns(fmt: str) -> None:
 
 @pytest.mark.parametrize(
     ("task", "column"),
-    [("binary", "score__1"), ("multiclass", "score"), ("regression", "score"), ("regression", "score__1"),
-     ("binary", "lower"), ("multiclass", "upper")],
+    [
+        ("binary", "score__1"),
+        ("multiclass", "score"),
+        ("regression", "score"),
+        ("regression", "score__1"),
+        ("binary", "lower"),
+        ("multiclass", "upper"),
+    ],
 )
 def test_columns_that_do_not_belong_to_the_task(task: str, column: str) -> None:
     columns: dict[str, list[Any]] = {"label": [1], "prediction": [1], column: [1.0]}
@@ -177,6 +191,7 @@ def test_mixed_types_in_one_json_feature_column() -> None:
 
 # --- sample ids ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", ["json-rows", "json-columns", *TABULAR])
 def test_duplicate_sample_ids_name_the_id_and_both_rows(fmt: str) -> None:
     columns = {"sample_id": ["a", "b", "c", "b", "a"], "prediction": [0, 1, 0, 1, 0]}
@@ -192,6 +207,7 @@ def test_missing_sample_id(fmt: str) -> None:
 
 
 # --- probabilities -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("fmt", "bad"),
@@ -224,8 +240,12 @@ def test_multiclass_nan_score() -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "field"),
-    [("json-rows", "rows[2].scores"), ("json-columns", "columns.score__*"), ("csv", "score__*"),
-     ("parquet", "score__*")],
+    [
+        ("json-rows", "rows[2].scores"),
+        ("json-columns", "columns.score__*"),
+        ("csv", "score__*"),
+        ("parquet", "score__*"),
+    ],
 )
 def test_multiclass_scores_must_sum_to_one(fmt: str, field: str) -> None:
     columns = {"label": ["a", "b", "a"], "score__a": [0.6, 0.3, 0.5], "score__b": [0.4, 0.7, 0.4]}
@@ -255,6 +275,7 @@ def test_score_must_be_a_number() -> None:
 
 
 # --- classes -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", ["json-rows", "json-columns", *TABULAR])
 @pytest.mark.parametrize("column", ["label", "prediction"])
@@ -299,8 +320,9 @@ def test_positive_class_not_among_classes(fmt: str) -> None:
     assert issue.field == "positive_class"
     issue = only_issue(reject(fmt, {"label": [0, 1], "prediction": [0, 1]}, "binary", positive_class=2))
     assert issue.field == "positive_class"
-    issue = only_issue(reject(fmt, {"label": ["a", "b"], "prediction": ["a", "a"]}, "multiclass",
-                              positive_class="c"))
+    issue = only_issue(
+        reject(fmt, {"label": ["a", "b"], "prediction": ["a", "a"]}, "multiclass", positive_class="c")
+    )
     assert issue.field == "positive_class"
 
 
@@ -327,8 +349,11 @@ def test_string_labels_need_positive_class(fmt: str) -> None:
 
 
 def test_binary_other_class_cannot_be_determined() -> None:
-    issue = only_issue(reject("json-columns", {"label": ["fraud"], "prediction": ["fraud"]}, "binary",
-                              positive_class="fraud"))
+    issue = only_issue(
+        reject(
+            "json-columns", {"label": ["fraud"], "prediction": ["fraud"]}, "binary", positive_class="fraud"
+        )
+    )
     assert issue.field == "classes"
 
 
@@ -367,6 +392,7 @@ def test_null_prediction_with_no_scores() -> None:
 
 # --- regression ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", ["json-rows", "json-columns", "csv"])
 @pytest.mark.parametrize("column", ["label", "prediction"])
 def test_regression_values_must_be_numbers(fmt: str, column: str) -> None:
@@ -395,8 +421,9 @@ def test_regression_has_no_classes_or_positive_class() -> None:
 
 def test_regression_prediction_is_required_and_bounds_ordered() -> None:
     assert only_issue(reject("json-columns", {"label": [1.0]}, "regression")).field == "columns.prediction"
-    issue = only_issue(reject("parquet", {"prediction": [1.0, 2.0], "lower": [0.0, 3.0], "upper": [2.0, 2.5]},
-                              "regression"))
+    issue = only_issue(
+        reject("parquet", {"prediction": [1.0, 2.0], "lower": [0.0, 3.0], "upper": [2.0, 2.5]}, "regression")
+    )
     assert (issue.field, issue.row) == ("lower", 1)
 
 

@@ -76,8 +76,12 @@ class Case:
             return None if a is None else np.repeat(a, reps, axis=0)
 
         return replace(
-            self, name=self.name + "-repeated", y_true=rep(self.y_true), y_pred=rep(self.y_pred),
-            scores=rep(self.scores), weight=None,
+            self,
+            name=self.name + "-repeated",
+            y_true=rep(self.y_true),
+            y_pred=rep(self.y_pred),
+            scores=rep(self.scores),
+            weight=None,
         )
 
 
@@ -118,8 +122,12 @@ def _prf(fn: Callable[..., float], average: str | None) -> Callable[[Case], floa
             )
         return _quiet(
             lambda: fn(
-                c.y_true, c.y_pred, labels=range(c.n_classes), average=average,
-                zero_division=0, sample_weight=c.weight,
+                c.y_true,
+                c.y_pred,
+                labels=range(c.n_classes),
+                average=average,
+                zero_division=0,
+                sample_weight=c.weight,
             )
         )
 
@@ -132,7 +140,11 @@ def _roc_auc(c: Case) -> float:
         return _quiet(lambda: skm.roc_auc_score(c.y_true == c.positive, c.scores, sample_weight=c.weight))
     return _quiet(
         lambda: skm.roc_auc_score(
-            c.y_true, c.scores, multi_class="ovr", average="macro", labels=range(c.n_classes),
+            c.y_true,
+            c.scores,
+            multi_class="ovr",
+            average="macro",
+            labels=range(c.n_classes),
             sample_weight=c.weight,
         )
     )
@@ -261,7 +273,10 @@ def _only(c: Case, klass: int) -> Case:
     """Only the rows whose true class is ``klass``."""
     keep = c.y_true == klass
     return replace(
-        c, name=f"{c.name}-only-{klass}", y_true=c.y_true[keep], y_pred=c.y_pred[keep],
+        c,
+        name=f"{c.name}-only-{klass}",
+        y_true=c.y_true[keep],
+        y_pred=c.y_pred[keep],
         scores=None if c.scores is None else c.scores[keep],
     )
 
@@ -270,7 +285,10 @@ def _drop(c: Case, klass: int) -> Case:
     """Rows of class ``klass`` removed from y_true (the class stays declared)."""
     keep = c.y_true != klass
     return replace(
-        c, name=f"{c.name}-without-{klass}", y_true=c.y_true[keep], y_pred=c.y_pred[keep],
+        c,
+        name=f"{c.name}-without-{klass}",
+        y_true=c.y_true[keep],
+        y_pred=c.y_pred[keep],
         scores=c.scores[keep] if c.scores is not None else None,
     )
 
@@ -460,7 +478,12 @@ def test_macro_average_notes_name_the_zeroed_class() -> None:
     y_true = np.array([0, 1, 2, 0, 1, 2])
     y_pred = np.array([0, 1, 1, 0, 1, 0])
     report = classification_metrics(
-        y_true, y_pred, n_classes=3, class_names=["a", "b", "c"], positive=None, scores=None,
+        y_true,
+        y_pred,
+        n_classes=3,
+        class_names=["a", "b", "c"],
+        positive=None,
+        scores=None,
         metrics=["precision_macro", "precision_weighted", "recall_macro", "f1_macro"],
     )
     assert report.metrics["precision_macro"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
@@ -490,7 +513,12 @@ def test_regression_undefined_and_notes() -> None:
 def test_log_loss_notes_clipped_rows() -> None:
     y = np.array([0, 1, 1, 0])
     report = classification_metrics(
-        y, y, n_classes=2, class_names=["n", "p"], positive=1, scores=np.array([0.2, 0.0, 0.7, 0.1]),
+        y,
+        y,
+        n_classes=2,
+        class_names=["n", "p"],
+        positive=1,
+        scores=np.array([0.2, 0.0, 0.7, 0.1]),
         metrics=["log_loss"],
     )
     assert "1 row give" in report.notes["log_loss"]
@@ -505,7 +533,11 @@ def test_no_rows_gives_all_undefined(task: str) -> None:
         k, positive = (2, 1) if task == "binary" else (3, None)
         scores = np.empty((0,)) if task == "binary" else np.empty((0, 3))
         report = classification_metrics(
-            empty, empty, n_classes=k, class_names=[str(i) for i in range(k)], positive=positive,
+            empty,
+            empty,
+            n_classes=k,
+            class_names=[str(i) for i in range(k)],
+            positive=positive,
             scores=scores,
         )
     assert report.metrics and all(v is None for v in report.metrics.values())
@@ -525,8 +557,12 @@ def test_degenerate_inputs_emit_no_warnings() -> None:
         for c in CASES:
             c.run(_metrics_for(c))
         classification_metrics(
-            np.zeros(3, dtype=int), np.ones(3, dtype=int), n_classes=2, class_names=["a", "b"],
-            positive=0, scores=np.array([0.0, 1.0, 0.5]),
+            np.zeros(3, dtype=int),
+            np.ones(3, dtype=int),
+            n_classes=2,
+            class_names=["a", "b"],
+            positive=0,
+            scores=np.array([0.0, 1.0, 0.5]),
         )
 
 
@@ -584,8 +620,12 @@ def test_validate_rejects_unknown_task() -> None:
 )
 def test_classification_misuse_raises_value_error(kwargs: dict[str, object], fragment: str) -> None:
     args: dict[str, object] = {
-        "y_true": np.array([0, 1, 1]), "y_pred": np.array([0, 1, 0]), "n_classes": 2,
-        "class_names": ["a", "b"], "positive": 1, "scores": np.array([0.1, 0.9, 0.4]),
+        "y_true": np.array([0, 1, 1]),
+        "y_pred": np.array([0, 1, 0]),
+        "n_classes": 2,
+        "class_names": ["a", "b"],
+        "positive": 1,
+        "scores": np.array([0.1, 0.9, 0.4]),
     }
     args.update(kwargs)
     with pytest.raises(ValueError, match=fragment):

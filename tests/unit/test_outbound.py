@@ -245,8 +245,7 @@ def fake_resolver(table: dict[str, Sequence[str]], asked: list[str] | None = Non
 
 
 OK_JSON = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n"
-    b'{"predictions": [1]}\n'
+    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n{"predictions": [1]}\n'
 )
 
 

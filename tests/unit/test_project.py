@@ -27,13 +27,24 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> Non
     assert test in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.parametrize(("host", "expected"), [("127.0.0.1", True), ("::1", True), ("localhost", True),
-                                                 ("0.0.0.0", False), ("10.0.0.5", False), ("example.com", False)])
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("10.0.0.5", False),
+        ("example.com", False),
+    ],
+)
 def test_loopback_detection(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
 
 
-def test_serve_refuses_public_bind_without_keys(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_refuses_public_bind_without_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("YARDSTICK_API_KEYS", raising=False)
     assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "--insecure" in capsys.readouterr().err

@@ -501,16 +501,30 @@ def test_examples_carry_values_predictions_and_scores() -> None:
     o = _binary(["no", "no"], [0.2, 0.3])
     c = _binary(["no", "yes"], [0.2, 0.8])
     r = expectation_result(
-        "gender", "invariance", "same", o, c, task="binary", tolerance=0.01,
-        sample_ids=np.array([10, 11]), before_values=pa.array(["F", "M"]), after_values=["M", "F"],
+        "gender",
+        "invariance",
+        "same",
+        o,
+        c,
+        task="binary",
+        tolerance=0.01,
+        sample_ids=np.array([10, 11]),
+        before_values=pa.array(["F", "M"]),
+        after_values=["M", "F"],
     )
     (e,) = r.examples
     assert e.model_dump() == {
-        "sample_id": "11", "original": "M", "changed": "F", "original_prediction": "no",
-        "changed_prediction": "yes", "original_score": 0.3, "changed_score": 0.8,
+        "sample_id": "11",
+        "original": "M",
+        "changed": "F",
+        "original_prediction": "no",
+        "changed_prediction": "yes",
+        "original_score": 0.3,
+        "changed_score": 0.8,
     }
-    pair = expectation_result("p", "pair", "same", o, c, task="binary", tolerance=0.01, sample_ids=["a", "b"],
-                              examples=0)
+    pair = expectation_result(
+        "p", "pair", "same", o, c, task="binary", tolerance=0.01, sample_ids=["a", "b"], examples=0
+    )
     assert pair.kind == "pair" and pair.examples == [] and pair.violations == 1
 
 
@@ -535,9 +549,16 @@ def test_flip_rate_score_change_and_example_order() -> None:
     o = _binary(["no", "no", "yes", "yes", "no"], [0.10, 0.45, 0.80, 0.60, 0.30])
     p = _binary(["no", "yes", "yes", "no", "no"], [0.40, 0.55, 0.80, 0.40, 0.31])
     r = perturbation_result(
-        SPEC, o, p, task="binary", classes=["no", "yes"], positive_class="yes",
-        sample_ids=["a", "b", "c", "d", "e"], before_values=[1.0, 2.0, 3.0, 4.0, 5.0],
-        after_values=np.array([1.1, 2.1, 3.1, 4.1, 5.1]), examples=4,
+        SPEC,
+        o,
+        p,
+        task="binary",
+        classes=["no", "yes"],
+        positive_class="yes",
+        sample_ids=["a", "b", "c", "d", "e"],
+        before_values=[1.0, 2.0, 3.0, 4.0, 5.0],
+        after_values=np.array([1.1, 2.1, 3.1, 4.1, 5.1]),
+        examples=4,
     )
     assert (r.column, r.noise, r.scale, r.rows) == ("amount", "gaussian", 0.1, 5)
     assert r.flip_rate == 0.4
@@ -552,7 +573,13 @@ def test_flip_rate_without_scores_and_with_a_mask() -> None:
     o = _binary(["no", "no", "yes", "yes"], None)
     p = _binary(["yes", "no", "no", "yes"], None)
     r = perturbation_result(
-        SPEC, o, p, task="binary", classes=["no", "yes"], positive_class="yes", sample_ids=list("abcd"),
+        SPEC,
+        o,
+        p,
+        task="binary",
+        classes=["no", "yes"],
+        positive_class="yes",
+        sample_ids=list("abcd"),
         mask=np.array([True, True, True, False]),
     )
     assert (r.rows, r.flip_rate, r.mean_abs_score_change) == (3, pytest.approx(2 / 3), None)
@@ -586,8 +613,15 @@ def test_binary_metric_drop_matches_sklearn() -> None:
     y_true, o, p = _binary_case()
     names = ["accuracy", "f1", "recall", "roc_auc", "log_loss", "brier_score"]
     r = perturbation_result(
-        SPEC, o, p, task="binary", classes=["no", "yes"], positive_class="yes",
-        sample_ids=np.arange(len(o)), y_true=y_true, metrics=names,
+        SPEC,
+        o,
+        p,
+        task="binary",
+        classes=["no", "yes"],
+        positive_class="yes",
+        sample_ids=np.arange(len(o)),
+        y_true=y_true,
+        metrics=names,
     )
     lab = y_true >= 0
     y = y_true[lab]
@@ -616,8 +650,11 @@ def test_metric_drop_leaves_score_metrics_out_without_scores() -> None:
     y_true, o, p = _binary_case()
     p_labels = Answers(p.predictions)
     kwargs: dict[str, Any] = {
-        "task": "binary", "classes": ["no", "yes"], "positive_class": "yes",
-        "sample_ids": np.arange(len(o)), "y_true": y_true,
+        "task": "binary",
+        "classes": ["no", "yes"],
+        "positive_class": "yes",
+        "sample_ids": np.arange(len(o)),
+        "y_true": y_true,
     }
     r = perturbation_result(SPEC, o, p_labels, **kwargs)
     assert "roc_auc" not in r.metric_drop and "accuracy" in r.metric_drop
@@ -645,7 +682,14 @@ def test_multiclass_metric_drop_matches_sklearn() -> None:
     p = answers_from_predictions(probs1.tolist(), task="multiclass", classes=classes)
     names = ["accuracy", "f1_macro", "roc_auc", "log_loss"]
     r = perturbation_result(
-        SPEC, o, p, task="multiclass", classes=classes, sample_ids=np.arange(n), y_true=y, metrics=names,
+        SPEC,
+        o,
+        p,
+        task="multiclass",
+        classes=classes,
+        sample_ids=np.arange(n),
+        y_true=y,
+        metrics=names,
     )
 
     def sk(probs: np.ndarray) -> dict[str, float]:
@@ -671,7 +715,12 @@ def test_regression_metric_drop_matches_sklearn() -> None:
     y_true = y.copy()
     y_true[:20] = np.nan
     r = perturbation_result(
-        SPEC, Answers(v0), Answers(v1), task="regression", sample_ids=np.arange(200), y_true=y_true,
+        SPEC,
+        Answers(v0),
+        Answers(v1),
+        task="regression",
+        sample_ids=np.arange(200),
+        y_true=y_true,
         metrics=["mae", "rmse", "r2"],
     )
     lab = slice(20, None)
@@ -692,23 +741,54 @@ def test_end_to_end_on_a_known_model() -> None:
     def model(table: pa.Table) -> list[float]:
         # depends on gender (a violation of invariance) and increases with amount
         bump = {"F": 0.0, "M": 0.2, "X": 0.0}
-        return [min(1.0, a / 100 + bump[g]) for a, g in zip(
-            table.column("amount").to_pylist(), table.column("gender").to_pylist(), strict=True)]
+        return [
+            min(1.0, a / 100 + bump[g])
+            for a, g in zip(
+                table.column("amount").to_pylist(), table.column("gender").to_pylist(), strict=True
+            )
+        ]
 
     def ask(table: pa.Table) -> Answers:
         return answers_from_predictions(model(table), **YES_NO)
 
     ids = ["s1", "s2", "s3", "s4"]
     swapped, mask = invariance_copy(t, Invariance(column="gender", swap=["F", "M"]))
-    inv = expectation_result("gender", "invariance", "same", ask(t), ask(swapped), task="binary",
-                             tolerance=0.01, sample_ids=ids, mask=mask,
-                             before_values=t.column("gender"), after_values=swapped.column("gender"))
+    inv = expectation_result(
+        "gender",
+        "invariance",
+        "same",
+        ask(t),
+        ask(swapped),
+        task="binary",
+        tolerance=0.01,
+        sample_ids=ids,
+        mask=mask,
+        before_values=t.column("gender"),
+        after_values=swapped.column("gender"),
+    )
     assert (inv.rows, inv.violations) == (3, 3)
     richer = directional_copy(t, Directional(column="amount", multiply=2, expect="increase"))
-    d = expectation_result("amount", "directional", "increase", ask(t), ask(richer), task="binary",
-                           tolerance=0.01, sample_ids=ids, positive_class="yes")
+    d = expectation_result(
+        "amount",
+        "directional",
+        "increase",
+        ask(t),
+        ask(richer),
+        task="binary",
+        tolerance=0.01,
+        sample_ids=ids,
+        positive_class="yes",
+    )
     assert (d.rows, d.violations, d.violation_rate) == (4, 0, 0.0)
     poorer = directional_copy(t, Directional(column="amount", add=-5, expect="increase"))
-    d = expectation_result("amount", "directional", "increase", ask(t), ask(poorer), task="binary",
-                           tolerance=0.01, sample_ids=ids)
+    d = expectation_result(
+        "amount",
+        "directional",
+        "increase",
+        ask(t),
+        ask(poorer),
+        task="binary",
+        tolerance=0.01,
+        sample_ids=ids,
+    )
     assert (d.violations, d.mean_score_change) == (4, pytest.approx(-0.05))

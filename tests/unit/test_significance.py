@@ -244,7 +244,12 @@ def test_row_losses_average_to_the_metrics() -> None:
         (*_multiclass(6, 500, k=2), 2, None),
     ):
         report = classification_metrics(
-            y, p, n_classes=k, class_names=[str(i) for i in range(k)], positive=positive, scores=s,
+            y,
+            p,
+            n_classes=k,
+            class_names=[str(i) for i in range(k)],
+            positive=positive,
+            scores=s,
             metrics=["log_loss", "brier_score"],
         )
         losses = _row_losses(y, s, n_classes=k, positive=positive, names=["log_loss", "brier_score"])
@@ -273,10 +278,20 @@ def test_delta_method_standard_errors_match_the_paired_bootstrap() -> None:
     y, _, sa = _binary(8, 3000)
     rng = np.random.default_rng(9)
     sb = np.clip(sa + rng.normal(0, 0.25, y.size), 0, 1)
-    ga = score_influence(y, sa, n_classes=2, positive=1,
-                         stats=ScoreStatistics(y, sa, n_classes=2, positive=1, names=SCORE_METRICS))
-    gb = score_influence(y, sb, n_classes=2, positive=1,
-                         stats=ScoreStatistics(y, sb, n_classes=2, positive=1, names=SCORE_METRICS))
+    ga = score_influence(
+        y,
+        sa,
+        n_classes=2,
+        positive=1,
+        stats=ScoreStatistics(y, sa, n_classes=2, positive=1, names=SCORE_METRICS),
+    )
+    gb = score_influence(
+        y,
+        sb,
+        n_classes=2,
+        positive=1,
+        stats=ScoreStatistics(y, sb, n_classes=2, positive=1, names=SCORE_METRICS),
+    )
     boot = _paired_row_bootstrap(y, sa, sb, samples=800)
     for m in SCORE_METRICS:
         ga_m, gb_m = ga[m], gb[m]
@@ -294,8 +309,9 @@ def test_delong_standard_error_matches_scipy_free_reference() -> None:
     v10 = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean(axis=1)
     v01 = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean(axis=0)
     var = v10.var() / pos.size + v01.var() / neg.size
-    g = score_influence(y, s, n_classes=2, positive=1,
-                        stats=ScoreStatistics(y, s, n_classes=2, positive=1, names=["roc_auc"]))["roc_auc"]
+    g = score_influence(
+        y, s, n_classes=2, positive=1, stats=ScoreStatistics(y, s, n_classes=2, positive=1, names=["roc_auc"])
+    )["roc_auc"]
     assert g is not None
     assert influence_se(g) == pytest.approx(math.sqrt(var), rel=1e-10)
 
@@ -313,7 +329,10 @@ def test_constant_scores_need_no_sort(case: str) -> None:
         row = np.array([0.1, 0.2, 0.3, 0.4])
         scores = np.tile(row, (y.size, 1))
     general = score_influence(
-        y, scores, n_classes=k, positive=positive,
+        y,
+        scores,
+        n_classes=k,
+        positive=positive,
         stats=ScoreStatistics(y, scores, n_classes=k, positive=positive, names=SCORE_METRICS),
     )
     shortcut = constant_score_influence(y, row, n_classes=k, positive=positive, names=SCORE_METRICS)
@@ -332,8 +351,13 @@ def test_constant_scores_need_no_sort(case: str) -> None:
 def test_undefined_rankings_have_no_gradient() -> None:
     y = np.zeros(20, dtype=np.int64)
     s = np.linspace(0, 1, 20)
-    g = score_influence(y, s, n_classes=2, positive=1,
-                        stats=ScoreStatistics(y, s, n_classes=2, positive=1, names=SCORE_METRICS))
+    g = score_influence(
+        y,
+        s,
+        n_classes=2,
+        positive=1,
+        stats=ScoreStatistics(y, s, n_classes=2, positive=1, names=SCORE_METRICS),
+    )
     assert g["roc_auc"] is None and g["average_precision"] is None
     assert g["log_loss"] is not None
 

@@ -316,5 +316,8 @@ def test_trend_invalid_input_raises(change: dict[str, object], message: str) -> 
     args: dict[str, object] = {"x": x, "errors": errors, "strata_codes": codes, **change}
     with pytest.raises(ValueError, match=message):
         trend_reversal(
-            strata_labels=["a", "b"], x_name="x", strata_name="g", **args  # type: ignore[arg-type]
+            strata_labels=["a", "b"],
+            x_name="x",
+            strata_name="g",
+            **args,  # type: ignore[arg-type]
         )
