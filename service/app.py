@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,10 +31,9 @@ def _use_returning_allocator() -> None:
     which keeps the API's peak memory per upload lower (see the README benchmarks)."""
     if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
         return  # an explicit operator choice wins
-    try:
+    # A pyarrow build without jemalloc raises NotImplementedError: then keep the default.
+    with contextlib.suppress(NotImplementedError):
         pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:
-        pass  # a pyarrow build without jemalloc: keep the default
 
 
 def create_app(settings: Settings | None = None, *, embedded_workers: bool = False) -> FastAPI:

@@ -166,9 +166,9 @@ def _scalar(value: Value, column_type: pa.DataType) -> pa.Scalar:
     Without this ``x == 0.1`` would be false for a float32 0.1 while ``x in (0.1)`` is
     true, because Arrow widens the column for comparisons but narrows in-list values.
     """
-    if pa.types.is_float32(column_type) and isinstance(value, int | float) and not isinstance(value, bool):
-        if abs(value) <= _FLOAT32_MAX:
-            return pa.scalar(float(value), pa.float32())
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if pa.types.is_float32(column_type) and numeric and abs(value) <= _FLOAT32_MAX:
+        return pa.scalar(float(value), pa.float32())
     return pa.scalar(value)
 
 

@@ -59,3 +59,21 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck() -> None:
     assert "HEALTHCHECK" in runtime and "/healthz" in runtime
     assert '"yardstick", "serve", "--host", "0.0.0.0"' in runtime
     assert "[test]" not in runtime and "pytest" not in runtime
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_ruff_is_clean(command: list[str]) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "service", "schemas", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (
+        f"ruff {' '.join(command)} failed; fix with `ruff format` / `ruff check --fix`:\n"
+        f"{done.stdout}{done.stderr}"
+    )

@@ -127,9 +127,9 @@ def _has_finite_fit(x: np.ndarray, hit: np.ndarray, stats: BinnedStatistics) -> 
     misses = np.flatnonzero(stats.counts[:, 0])
     if hits.size and misses.size:
         inner = stats.edges[1:-1]
-        if inner.size and inner.min() >= EPS and inner.max() < 1 - EPS:
-            if hits[0] < misses[-1] and misses[0] < hits[-1]:
-                return True
+        interior = inner.size and inner.min() >= EPS and inner.max() < 1 - EPS
+        if interior and hits[0] < misses[-1] and misses[0] < hits[-1]:
+            return True
     return overlapping(x, hit)
 
 
