@@ -10,10 +10,6 @@ from schemas.common import WireModel
 from schemas.robustness import RobustnessRequest
 from schemas.slices import SlicesRequest
 
-# Sections of DESIGN.md whose workers are not in this version yet. They are accepted by the
-# schema (so a client sees one clear message rather than "extra field") and refused in the API.
-PLANNED_SECTIONS = ("callback_url",)
-
 
 class Bootstrap(WireModel):
     samples: int = Field(
@@ -55,4 +51,8 @@ class EvaluationCreate(WireModel):
     confidence: ConfidenceRequest | None = None
     slices: SlicesRequest | None = None
     robustness: RobustnessRequest | None = None
-    callback_url: str | None = None
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Notified with a POST (job id, status, gates_passed, result_url) when the job ends.",
+    )

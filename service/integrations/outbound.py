@@ -596,8 +596,10 @@ async def post_json(
     *,
     max_bytes: int | None = None,
     timeout: float | None = None,
+    decode: bool = True,
 ) -> Any:
-    """POST ``payload`` as JSON and return the decoded JSON answer.
+    """POST ``payload`` as JSON and return the decoded JSON answer (None with ``decode=False``,
+    for receivers such as webhooks whose answer carries nothing).
 
     ``client`` must come from :func:`outbound_client`. ``max_bytes`` (default: the client's
     ``max_response_bytes``) caps the decoded body; ``timeout`` (default: the client's) caps the
@@ -638,6 +640,8 @@ async def post_json(
         failure = OutboundError(f"the call to the endpoint {host} failed ({type(exc).__name__})", host=host)
     if failure is not None:
         raise failure
+    if not decode:
+        return None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -7,10 +7,11 @@ import re
 
 import pyarrow as pa
 
-from schemas.evaluations import PLANNED_SECTIONS, EvaluationCreate
+from schemas.evaluations import EvaluationCreate
 from service.errors import FieldIssue, InvalidInput, NotFound
 from service.expressions import ExpressionError, check_columns, parse
 from service.ingest.canonical import SCORE, SCORE_PREFIX, Label
+from service.integrations.outbound import OutboundBlocked, OutboundPolicy
 from service.settings import Settings
 from service.store import JobRecord, Store, new_id
 from service.store.records import BatchRecord
@@ -25,13 +26,6 @@ def _has_scores(batch: BatchRecord) -> bool:
 
 def validate_request(request: EvaluationCreate, batch: BatchRecord) -> None:
     issues: list[FieldIssue] = []
-    for section in PLANNED_SECTIONS:
-        if getattr(request, section) is not None:
-            issues.append(
-                FieldIssue(
-                    section, f"`{section}` is not available in this version of Yardstick yet; remove it"
-                )
-            )
     has_scores = _has_scores(batch)
     if request.metrics is not None:
         try:
@@ -265,6 +259,18 @@ def _arrow_type(name: str) -> pa.DataType:
         return pa.null()
 
 
+def validate_callback(request: EvaluationCreate, settings: Settings) -> None:
+    """The URL must be one the outbound policy could call (address checks repeat at send time)."""
+    if request.callback_url is None:
+        return
+    try:
+        OutboundPolicy.from_settings(settings.outbound_allow).check_url(request.callback_url)
+    except OutboundBlocked as exc:
+        raise InvalidInput(str(exc), [FieldIssue("callback_url", str(exc))]) from exc
+    except ValueError as exc:
+        raise InvalidInput(str(exc), [FieldIssue("callback_url", str(exc))]) from exc
+
+
 def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreate) -> JobRecord:
     try:
         batch = store.meta.get_batch(request.batch_id)
@@ -278,6 +284,7 @@ def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreat
     validate_probability_sections(request, batch)
     validate_robustness(store, request, batch)
     validate_slices(request, batch)
+    validate_callback(request, settings)
     job = JobRecord(
         id=new_id("j"),
         batch_id=batch.id,

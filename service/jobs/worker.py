@@ -9,6 +9,8 @@ import threading
 import traceback
 
 from service.errors import YardstickError
+from service.integrations.outbound import OutboundPolicy
+from service.integrations.webhooks import job_payload, notify
 from service.jobs.evaluate import run_evaluation
 from service.jobs.lease import Lease, LeaseLost
 from service.settings import Settings
@@ -63,15 +65,34 @@ class JobWorker:
                 log.info("job %s was cancelled or taken over; dropping its work", job.id)
                 return
             except YardstickError as exc:
-                self.store.meta.fail_job(job.id, self.worker_id, str(exc))
+                self._fail(job, str(exc))
                 return
             except Exception as exc:
                 log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-                self.store.meta.fail_job(
-                    job.id, self.worker_id, f"internal error: {type(exc).__name__}: {exc}"
-                )
+                self._fail(job, f"internal error: {type(exc).__name__}: {exc}")
                 return
         if lease.lost or not self.store.meta.complete_job(
             job.id, self.worker_id, result.model_dump(mode="json")
         ):
             log.info("job %s finished but is no longer ours; its result was not stored", job.id)
+            return
+        self._notify(job, "succeeded", gates_passed=result.gates.passed, error=None)
+
+    def _fail(self, job: JobRecord, error: str) -> None:
+        if self.store.meta.fail_job(job.id, self.worker_id, error):
+            self._notify(job, "failed", gates_passed=None, error=error)
+
+    def _notify(self, job: JobRecord, status: str, *, gates_passed: bool | None, error: str | None) -> None:
+        """Tell the request's callback_url, once the outcome is stored (only the lease holder gets here)."""
+        url = job.request.get("callback_url")
+        if not url:
+            return
+        payload = job_payload(
+            job.id,
+            status,
+            job.batch_id,
+            model={"name": job.model_name, "version": job.model_version},
+            gates_passed=gates_passed,
+            error=error,
+        )
+        notify(url, payload, policy=OutboundPolicy.from_settings(self.settings.outbound_allow))

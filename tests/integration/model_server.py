@@ -42,7 +42,13 @@ class ModelServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        app = Starlette(routes=[Route("/v1/models/{model}:predict", self._predict, methods=["POST"])])
+        self.hooks: list[dict[str, Any]] = []
+        app = Starlette(
+            routes=[
+                Route("/v1/models/{model}:predict", self._predict, methods=["POST"]),
+                Route("/hooks/jobs", self._hook, methods=["POST"]),
+            ]
+        )
         self._server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         )
@@ -50,6 +56,11 @@ class ModelServer:
 
     def endpoint(self, model: str) -> str:
         return f"{self.url}/v1/models/{model}:predict"
+
+    async def _hook(self, request: Request) -> Response:
+        """A webhook receiver: records each notification, answers 204."""
+        self.hooks.append(await request.json())
+        return Response(status_code=204)
 
     async def _predict(self, request: Request) -> Response:
         model = request.path_params["model"]

@@ -236,3 +236,59 @@ async def test_progress_is_reported_as_calls_complete(model_server: ModelServer)
     assert calls == 5 and len(predictions) == 45
     assert predictions == [i / 1000 for i in range(45)]
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 5
+
+
+async def test_callback_url_is_notified_once_when_the_job_ends(
+    client: httpx.AsyncClient, model_server: ModelServer
+) -> None:
+    batch_id = await post_batch(client)
+    hook = f"{model_server.url}/hooks/jobs"
+    before = len(model_server.hooks)
+    request = {
+        "batch_id": batch_id,
+        "metrics": ["accuracy"],
+        "gates": [{"metric": "accuracy", "min": 0.99}],
+        "callback_url": hook,
+    }
+    job = (await client.post("/v1/evaluations", json=request)).json()
+    app: FastAPI = client.app  # type: ignore[attr-defined]
+    await asyncio.to_thread(JobWorker(app.state.store, app.state.settings).run_once)
+    received = model_server.hooks[before:]
+    assert received == [
+        {
+            "job_id": job["id"],
+            "status": "succeeded",
+            "batch_id": batch_id,
+            "model": {"name": "credit", "version": "1"},
+            "gates_passed": False,
+            "error": None,
+            "job_url": f"/v1/jobs/{job['id']}",
+            "result_url": f"/v1/jobs/{job['id']}/result",
+        }
+    ]
+    # A failing job is reported too.
+    failing = {
+        "batch_id": batch_id,
+        "callback_url": hook,
+        "robustness": {
+            "endpoint": {"url": model_server.endpoint("garbage")},
+            "invariance": [{"column": "gender", "swap": ["F", "M"]}],
+        },
+    }
+    failed = (await client.post("/v1/evaluations", json=failing)).json()
+    await asyncio.to_thread(JobWorker(app.state.store, app.state.settings).run_once)
+    last = model_server.hooks[-1]
+    assert (last["job_id"], last["status"], last["result_url"]) == (failed["id"], "failed", None)
+    assert "not JSON" in last["error"]
+
+
+async def test_callback_to_a_refused_address_is_a_422(tmp_path: Path, model_server: ModelServer) -> None:
+    app = make_app(tmp_path, [])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        batch_id = await post_batch(c)
+        response = await c.post(
+            "/v1/evaluations", json={"batch_id": batch_id, "callback_url": f"{model_server.url}/hooks/jobs"}
+        )
+    app.state.store.close()
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "callback_url"
