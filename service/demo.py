@@ -57,6 +57,10 @@ def run_demo(url: str, *, rows: int, api_key: str | None, seed: int) -> int:
             "batch_id": batch["id"],
             "bootstrap": {"samples": 200, "confidence": 0.95, "seed": seed},
             "gates": [{"metric": "roc_auc", "min": 0.7}, {"metric": "log_loss", "max": 0.6}],
+            "baselines": {"random_prior": True, "zero_rule": True},
+            "calibration": {"bins": 10, "recalibrate": ["isotonic"]},
+            "confidence": {"target_accuracy": 0.8},
+            "slices": {"columns": ["country"], "finder": {"max_conditions": 2, "top_k": 3}},
         }
         queued = client.post("/v1/evaluations", json=request)
         if queued.status_code != 202:
@@ -89,8 +93,45 @@ def format_summary(result: dict[str, Any]) -> str:
         interval = result["intervals"].get(name)
         ci = f"[{interval['low']:.4f}, {interval['high']:.4f}]" if interval else ""
         lines.append(f"{name:<22}{shown:>10}   {ci}")
-    for finding in result["findings"]:
+    for baseline in result["baselines"]:
+        primary = baseline["significance"][baseline["primary_metric"]]
+        verdict = {True: "beats it", False: "does NOT beat it", None: "undecided"}[baseline["beats"]]
+        lines.append(
+            f"baseline {baseline['name']:<13} {baseline['primary_metric']} {primary['baseline']:.4f} "
+            f"(lift {primary['lift']:+.4f}, {primary['test']}): the model {verdict}"
+        )
+    calibration = result.get("calibration")
+    if calibration:
+        lines.append(f"calibration: ECE {calibration['ece']:.4f}, slope {calibration['slope']:.3f}")
+        for fix in calibration["recalibration"]:
+            before, after = fix["before"]["ece"], fix["after"]["ece"]
+            lines.append(f"  {fix['method']} (cross-fitted): ECE {before:.4f} -> {after:.4f}")
+    confidence = result.get("confidence")
+    if confidence and confidence.get("threshold"):
+        t = confidence["threshold"]
+        if t["threshold"] is not None:
+            lines.append(
+                f"act on confidence >= {t['threshold']:.3f} to reach accuracy {t['target_accuracy']:g} "
+                f"on {t['coverage']:.1%} of rows"
+            )
+    slices = result.get("slices")
+    if slices:
+        for group in slices["groups"]:
+            worst = min(group["slices"], key=lambda s: s["metrics"]["accuracy"]["value"] or 1.0)
+            lines.append(
+                f"worst {'/'.join(group['columns'])} slice: {worst['conditions']} "
+                f"accuracy {worst['metrics']['accuracy']['value']:.4f} (n = {worst['n']})"
+            )
+        if slices.get("finder") and slices["finder"]["slices"]:
+            top = slices["finder"]["slices"][0]
+            lines.append(
+                f"slice finder's worst slice: {top['conditions']} error {top['error']:.3f} (n = {top['n']})"
+            )
+    findings = result["findings"]
+    for finding in findings[:8]:
         lines.append(f"[{finding['severity']}] {finding['kind']}: {finding['message']}")
+    if len(findings) > 8:
+        lines.append(f"(+{len(findings) - 8} more findings in the result document)")
     gates = result["gates"]
     lines.append(f"gates: {'PASSED' if gates['passed'] else 'FAILED'}")
     for gate in gates["results"]:

@@ -104,7 +104,7 @@ def run_slices(
         assert evaluator is not None
         group, under = evaluator.report([column(n) for n in names])
         result.groups.append(group)
-        findings += [_underperforming(u) for u in under]
+        findings += _underperforming(under)
         progress(0.5 * (i + 1) / max(len(groups), 1))
 
     result.critical = [
@@ -138,19 +138,36 @@ def _row_errors(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> np.ndarray
     return (y_true != y_pred).astype(np.float64)
 
 
-def _underperforming(u: dict[str, Any]) -> Finding:
-    where = " and ".join(f"{k} = {v!r}" for k, v in u["conditions"].items())
-    worse = "above" if not metrics_worker.METRICS[u["metric"]].greater_is_better else "below"
-    rest = u.get("rest")
-    against = f"the rest of the batch ({rest:.4g})" if rest is not None else "the rest of the batch"
-    return Finding(
-        kind="underperforming_slice",
-        severity="warning",
-        message=f"{u['metric']} is {u['value']:.4g} where {where} (n = {u['n']}), significantly {worse} "
-        f"{against}; p = {u['p_value']:.2g}, "
-        f"Benjamini-Hochberg adjusted {u.get('p_adjusted', u['p_value']):.2g}.",
-        details=u,
-    )
+def _underperforming(entries: list[dict[str, Any]]) -> list[Finding]:
+    """One finding per slice, listing every metric on which it is significantly worse than the rest."""
+    by_slice: dict[str, list[dict[str, Any]]] = {}
+    for u in entries:
+        by_slice.setdefault(repr(sorted(u["conditions"].items())), []).append(u)
+    findings = []
+    for items in by_slice.values():
+        items.sort(key=lambda u: u["p_value"])
+        first = items[0]
+        where = " and ".join(f"{k} = {v!r}" for k, v in first["conditions"].items())
+        shown = ", ".join(
+            f"{u['metric']} {u['value']:.4g}" + (f" vs {u['rest']:.4g}" if u.get("rest") is not None else "")
+            for u in items[:4]
+        )
+        more = f" and {len(items) - 4} more metrics" if len(items) > 4 else ""
+        findings.append(
+            Finding(
+                kind="underperforming_slice",
+                severity="warning",
+                message=f"Where {where} (n = {first['n']}) the model is significantly worse than on the rest "
+                f"of the batch: {shown}{more} (Benjamini-Hochberg corrected).",
+                details={
+                    "columns": first.get("columns"),
+                    "conditions": first["conditions"],
+                    "n": first["n"],
+                    "metrics": items,
+                },
+            )
+        )
+    return findings
 
 
 def _critical(

@@ -92,6 +92,11 @@ async def test_slice_metrics_equal_pandas_groupby_and_sklearn(
     assert hard["metrics"]["accuracy"]["difference"] < 0
     under = [f for f in result["findings"] if f["kind"] == "underperforming_slice"]
     assert any(f["details"]["conditions"] == {"country": "BR", "device": "ios"} for f in under)
+    # One finding per slice, with every metric it fails on inside.
+    keys = [repr(sorted(f["details"]["conditions"].items())) for f in under]
+    assert len(keys) == len(set(keys))
+    hard_finding = next(f for f in under if f["details"]["conditions"] == {"country": "BR", "device": "ios"})
+    assert "accuracy" in {m["metric"] for m in hard_finding["details"]["metrics"]}
 
 
 async def test_minority_slices_are_flagged_not_hidden(
