@@ -257,15 +257,26 @@ def _other_batch(
 ) -> BaselineResult:
     other = store.meta.get_batch(batch_id)
     stored = [c["name"] for c in other.columns if c["role"] != "feature"]
-    # Paired rows take their ground truth from the model's batch: the other batch's labels
-    # are read only when nothing is shared (an unpaired comparison needs them).
-    table = store.files.read(other.data_path, columns=[c for c in stored if c != LABEL])
-    other_ids = table.column(SAMPLE_ID)
-    n_other = len(other_ids)
     details: dict[str, object] = {
         "batch_id": other.id,
         "model": {"name": other.model_name, "version": other.model_version},
     }
+    # Paired rows take their ground truth from the model's batch: the other batch's labels
+    # are read only when nothing is shared (an unpaired comparison needs them).
+    wanted = [c for c in stored if c != LABEL]
+    if _same_ids_as_model(store, panel.batch, other, rows):
+        # Same ids in the same order (equal digests of the whole files' ids, and every model
+        # row labeled): no need to read a million ids, let alone compare them.
+        table = store.files.read(other.data_path, columns=[c for c in wanted if c != SAMPLE_ID])
+        y_pred, scores = _predictions(table, panel.batch)
+        other_side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores))
+        comparison = bw.compare(model, other_side, paired=True, **panel.options())  # type: ignore[arg-type]
+        n_rows = table.num_rows
+        pairing = Pairing(mode="paired", shared_rows=n_rows, model_only_rows=0, baseline_only_rows=0)
+        return _entry(kind, name, other_side.report, comparison, pairing, panel, details)
+    table = store.files.read(other.data_path, columns=wanted)
+    other_ids = table.column(SAMPLE_ID)
+    n_other = len(other_ids)
     model_ids = pa.chunked_array([rows.sample_id]) if isinstance(rows.sample_id, pa.Array) else rows.sample_id
     if n_other == len(model_ids) and other_ids.type == model_ids.type and other_ids.equals(model_ids):
         # The common case (same rows, same order): no hash join over a million strings, and
@@ -336,13 +347,51 @@ def _other_batch(
     return _entry(kind, name, unpaired_side.report, comparison, pairing, panel, details)
 
 
+def _same_ids_as_model(store: Store, batch: BatchRecord, other: BatchRecord, rows: LabeledRows) -> bool:
+    """Whether ``other``'s file holds exactly the model's labeled rows' ids, in order, by the
+    digests written with both files (False when either lacks one: the caller compares ids)."""
+    try:
+        n_model, model_digest = store.files.footer(batch.data_path)
+        n_other, other_digest = store.files.footer(other.data_path)
+    except OSError:
+        return False
+    return (
+        model_digest is not None
+        and model_digest == other_digest
+        # every row of the model's file is labeled, so its labeled ids are all of its ids
+        and n_model == n_other == len(rows.sample_id)
+    )
+
+
 def _predictions(table: pa.Table, batch: BatchRecord) -> tuple[np.ndarray, np.ndarray | None]:
     """Another batch's predictions (and scores) in the model batch's class order, every row."""
     from service.jobs.evaluate import class_codes, score_matrix
 
     if batch.task == "regression":
         return table.column(PREDICTION).to_numpy().astype(np.float64), None
-    return class_codes(table.column(PREDICTION), pa.array(batch.classes)), score_matrix(table, batch)
+    column = table.column(PREDICTION)
+    codes = _range_codes(column, batch.classes or [])
+    if codes is None:
+        codes = class_codes(column, pa.array(batch.classes))
+    return codes, score_matrix(table, batch)
+
+
+def _range_codes(column: pa.ChunkedArray, classes: list[object]) -> np.ndarray | None:
+    """Integer predictions of classes ``0 .. K-1`` (in that order) are their own codes: no hash
+    lookup of every row. None when that shortcut does not apply (the caller looks them up)."""
+    k = len(classes)
+    if (
+        not k
+        or not pa.types.is_integer(column.type)
+        or column.null_count
+        or len(column) == 0
+        or any(type(c) is not int or c != i for i, c in enumerate(classes))
+    ):
+        return None
+    values = column.to_numpy()
+    if values.min() < 0 or values.max() >= k:
+        return None  # the lookup raises the usual error
+    return values.astype(np.intp, copy=False)
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import text
 
+from schemas.evaluations import EvaluationCreate
+from service.ingest import ingest_body
 from service.ingest.canonical import BatchSpec, CanonicalBatch
+from service.jobs import baselines as baselines_job
+from service.jobs.evaluate import class_codes, run_evaluation
+from service.jobs.submit import submit_evaluation
 from service.settings import Settings
 from service.store import Store
-from service.store.batch_files import BatchFiles
+from service.store.batch_files import BatchFiles, sample_id_digest
 
 
 def canonical(n: int = 5) -> CanonicalBatch:
@@ -75,3 +83,106 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(Exception):  # noqa: B017 - any writer error will do
         files.write("b1", "not a table", version=1)  # type: ignore[arg-type]
     assert list((tmp_path / "b1").iterdir()) == []
+
+
+def test_the_sample_id_digest_identifies_ids_and_their_order(tmp_path: Path) -> None:
+    files = BatchFiles(tmp_path)
+    ids = [f"id-{i}" for i in range(1000)]
+    first = files.write("a", pa.table({"sample_id": ids, "x": list(range(1000))}), version=1)
+    again = files.write("b", pa.table({"sample_id": pa.chunked_array([ids[:300], ids[300:]])}), version=1)
+    shuffled = files.write("c", pa.table({"sample_id": ids[::-1]}), version=1)
+    fewer = files.write("d", pa.table({"sample_id": ids[:-1]}), version=1)
+    sliced = files.write("e", pa.table({"sample_id": pa.array(["pad", *ids])[1:]}), version=1)
+    no_ids = files.write("f", pa.table({"x": [1, 2]}), version=1)
+    n, digest = files.footer(first)
+    assert n == 1000 and digest is not None
+    assert files.footer(again) == (1000, digest)
+    assert files.footer(sliced) == (1000, digest)
+    assert files.footer(shuffled)[1] != digest
+    assert files.footer(fewer)[1] != digest
+    assert files.footer(no_ids) == (2, None)
+    # a rewrite (labels merged) recomputes the digest instead of keeping a stale one
+    stale = files.read(shuffled)
+    rewritten = files.write(
+        "c", stale.select(["sample_id"]).set_column(0, "sample_id", pa.array(ids)), version=2
+    )
+    assert files.footer(rewritten)[1] == digest
+    assert sample_id_digest(pa.array([1, 2, 3])) != sample_id_digest(pa.array(["1", "2", "3"]))
+    assert sample_id_digest(pa.array(["a", None])) is None
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize("order", ["same", "shuffled"])
+def test_the_baseline_panel_is_the_same_with_or_without_id_digests(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, order: str
+) -> None:
+    store = Store.open(settings)
+    rng = np.random.default_rng(3)
+    n = 400
+    ids = pa.array([f"s{i}" for i in range(n)])
+    label = rng.integers(0, 2, n)
+    model = pa.table(
+        {"sample_id": ids, "label": label, "score": np.clip(0.3 * label + 0.7 * rng.random(n), 0, 1)}
+    )
+    perm = np.arange(n) if order == "same" else rng.permutation(n)
+    champion = pa.table({"sample_id": ids.take(perm), "label": label[perm], "score": rng.random(n)})
+    human = pa.table(
+        {"sample_id": ids.take(perm), "prediction": np.where(rng.random(n) < 0.8, label, 1 - label)[perm]}
+    )
+    spec = {"model": "m", "version": "1", "task": "binary", "positive_class": "1"}
+    batch_ids = [
+        store.save_batch(ingest_body(_parquet(t), "application/vnd.apache.parquet", spec)).id
+        for t in (model, champion, human)
+    ]
+    request = EvaluationCreate.model_validate(
+        {
+            "batch_id": batch_ids[0],
+            "baselines": {
+                "human": {"batch_id": batch_ids[2]},
+                "existing": [{"name": "c", "batch_id": batch_ids[1]}],
+            },
+        }
+    )
+    job = submit_evaluation(store, settings, request)
+
+    def panel() -> list[dict[str, object]]:
+        result = run_evaluation(store, job, progress=lambda _f: None)
+        return [entry.model_dump() for entry in result.baselines]
+
+    seen: list[bool] = []
+    same_ids = baselines_job._same_ids_as_model
+    monkeypatch.setattr(baselines_job, "_same_ids_as_model", lambda *a: seen.append(same_ids(*a)) or seen[-1])
+    with_digests = panel()
+    assert seen == [order == "same"] * 2  # the human and the champion skip reading ids only when they match
+    footer = store.files.footer
+    monkeypatch.setattr(store.files, "footer", lambda path: (footer(path)[0], None))
+    assert panel() == with_digests
+    kinds = {entry["kind"]: entry for entry in with_digests}
+    assert kinds["human"]["pairing"]["shared_rows"] == n  # type: ignore[index]
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("values", "classes"),
+    [
+        ([0, 1, 1, 0], [0, 1]),
+        ([2, 0, 1], [0, 1, 2]),
+        ([1, 2], [1, 2]),
+        ([0, 1], [1, 0]),
+        ([0, 1], ["0", "1"]),
+    ],
+)
+def test_integer_predictions_shortcut_the_class_lookup(values: list[int], classes: list[object]) -> None:
+    column = pa.chunked_array([pa.array(values, pa.int64())])
+    codes = baselines_job._range_codes(column, classes)
+    if classes == list(range(len(classes))):
+        assert codes is not None
+        np.testing.assert_array_equal(codes, class_codes(column, pa.array(classes).cast(pa.int64())))
+    else:
+        assert codes is None
+    assert baselines_job._range_codes(pa.chunked_array([pa.array([0, 2])]), [0, 1]) is None
