@@ -57,7 +57,7 @@ class Panel:
     def class_names(self) -> list[str] | None:
         return None if self.batch.task == "regression" else [str(c) for c in self.batch.classes or []]
 
-    def prepare(self, side: bw.Side) -> bw.PreparedSide:
+    def prepare(self, side: bw.Side, paired_with: bw.PreparedSide | None = None) -> bw.PreparedSide:
         """A baseline side with its own report (same code as the model's) and test statistics.
 
         A baseline without scores (a rule, a person) gets its score metrics as undefined.
@@ -69,6 +69,7 @@ class Panel:
             n_classes=self.n_classes,
             positive=self.positive,
             class_names=self.class_names,
+            paired_with=None if self.batch.task == "regression" else paired_with,
         )
 
     def options(self) -> dict[str, object]:
@@ -172,6 +173,7 @@ def _random(panel: Panel, model: bw.PreparedSide, rows: LabeledRows, strategy: s
         strategy=strategy,  # type: ignore[arg-type]
         metrics=panel.metrics,
         class_names=panel.class_names,
+        support=None if model.confusion is None else model.confusion.sum(axis=1),
     )
     comparison = bw.compare_to_expected(model, expected, **panel.options())  # type: ignore[arg-type]
     pairing = Pairing(
@@ -192,8 +194,13 @@ def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[
             ),
         ]
     else:
-        side = bw.zero_rule_predictions(
-            rows.side.y_true, n_classes=panel.n_classes or 0, positive=panel.positive
+        # prepared from the model's confusion counts (same rows): no n-row array
+        side = (
+            bw.prepare_zero_rule(model)
+            if model.n
+            else bw.zero_rule_predictions(
+                rows.side.y_true, n_classes=panel.n_classes or 0, positive=panel.positive
+            )
         )
         sides = [("zero_rule", side, "most frequent class")]
     results = []
@@ -210,6 +217,7 @@ def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[
                 positive=panel.positive,
                 metrics=panel.metrics,
                 class_names=panel.class_names,
+                support=None if model.confusion is None else model.confusion.sum(axis=1),
             )
         )
         results.append(
@@ -240,7 +248,7 @@ def _heuristic(
     panel: Panel, model: bw.PreparedSide, rows: LabeledRows, heuristic: Heuristic
 ) -> BaselineResult:
     pred = heuristic_predictions(heuristic, rows.table, panel.batch)
-    side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred))
+    side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred), paired_with=model)
     comparison = bw.compare(model, side, paired=True, **panel.options())  # type: ignore[arg-type]
     details = {"rules": [r.model_dump() for r in heuristic.rules], "otherwise": heuristic.otherwise}
     return _entry("heuristic", heuristic.name, side.report, comparison, _paired(rows), panel, details)
@@ -269,7 +277,9 @@ def _other_batch(
         # row labeled): no need to read a million ids, let alone compare them.
         table = store.files.read(other.data_path, columns=[c for c in wanted if c != SAMPLE_ID])
         y_pred, scores = _predictions(table, panel.batch)
-        other_side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores))
+        other_side = panel.prepare(
+            bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores), paired_with=model
+        )
         comparison = bw.compare(model, other_side, paired=True, **panel.options())  # type: ignore[arg-type]
         n_rows = table.num_rows
         pairing = Pairing(mode="paired", shared_rows=n_rows, model_only_rows=0, baseline_only_rows=0)
@@ -282,7 +292,9 @@ def _other_batch(
         # The common case (same rows, same order): no hash join over a million strings, and
         # no gather or copy of the model's rows (chunk layouts may differ; equals compares values).
         y_pred, scores = _predictions(table, panel.batch)
-        other_side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores))
+        other_side = panel.prepare(
+            bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores), paired_with=model
+        )
         comparison = bw.compare(model, other_side, paired=True, **panel.options())  # type: ignore[arg-type]
         pairing = Pairing(mode="paired", shared_rows=n_other, model_only_rows=0, baseline_only_rows=0)
         return _entry(kind, name, other_side.report, comparison, pairing, panel, details)

@@ -62,15 +62,22 @@ def baseline_columns(request: EvaluationCreate) -> list[str]:
     return sorted(names)
 
 
+def _labeled(table: pa.Table) -> pa.Table:
+    """The rows with a label (the table itself when every row has one: no filtered copy)."""
+    if table.column(LABEL).null_count == 0:
+        return table
+    return table.filter(pc.is_valid(table.column(LABEL)))
+
+
 def labeled_rows(table: pa.Table, data: EvaluationData) -> LabeledRows:
-    labeled = table.filter(pc.is_valid(table.column(LABEL)))
+    labeled = _labeled(table)
     side = Side(y_true=data.y_true, y_pred=data.y_pred, scores=data.scores)
     return LabeledRows(sample_id=labeled.column(SAMPLE_ID).combine_chunks(), side=side, table=labeled)
 
 
 def evaluation_data(table: pa.Table, batch: BatchRecord) -> EvaluationData:
     """Drop unlabeled rows and turn classification labels into codes in ``classes`` order."""
-    labeled = table.filter(pc.is_valid(table.column(LABEL)))
+    labeled = _labeled(table)
     if batch.task == "regression":
         return EvaluationData(
             y_true=labeled.column(LABEL).to_numpy().astype(np.float64, copy=False),

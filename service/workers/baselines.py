@@ -31,6 +31,7 @@ delta method (DeLong for ROC AUC) rather than a row bootstrap.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -60,14 +61,18 @@ from service.workers.significance import (
     DifferenceInterval,
     binomial_test,
     bootstrap_difference,
+    class_constant_paired_se,
+    constant_score_class_influence,
     constant_score_influence,
     delta_method_difference,
     interval_verdict,
     joint_mcnemar,
     mcnemar_exact,
+    normal_difference,
     normalized_gain,
     p_value_verdict,
     paired_confusion_replicates,
+    paired_influence_se,
     paired_joint_counts,
     paired_regression_replicates,
     perfect_value,
@@ -119,6 +124,13 @@ class PreparedSide:
     confusion: np.ndarray | None = None  # K x K counts (classification)
     regression_stats: RegressionStatistics | None = field(default=None, repr=False)
     report: MetricsReport | None = field(default=None, repr=False)  # the side's own metrics report
+    #: score-metric gradients that depend on the row's class only (K values; a zero rule)
+    class_gradients: dict[str, np.ndarray | None] | None = field(default=None, repr=False)
+    #: the class code every row predicts (a zero rule), None when predictions vary
+    constant_prediction: int | None = None
+    #: :func:`paired_joint_counts` of (y_true, ``joint_model``'s y_pred, this side's y_pred)
+    joint: np.ndarray | None = field(default=None, repr=False)
+    joint_model: PreparedSide | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -140,6 +152,14 @@ def _support(y_true: np.ndarray, n_classes: int, positive: int | None = None) ->
     y = np.asarray(y_true)
     yt, _, _ = check_classification_inputs(y, y, n_classes=n_classes, positive=positive, scores=None)
     return np.bincount(yt, minlength=n_classes).astype(np.float64)
+
+
+def _known_support(support: np.ndarray, n_classes: int) -> np.ndarray:
+    """Label counts given by the caller, checked and as float64 (as :func:`_support`)."""
+    counts = np.asarray(support)
+    if counts.shape != (n_classes,) or (counts < 0).any():
+        raise ValueError(f"support must hold {n_classes} non-negative label counts, got {counts!r}.")
+    return counts.astype(np.float64)
 
 
 def _prior(support: np.ndarray) -> np.ndarray:
@@ -172,6 +192,7 @@ def expected_random_metrics(
     strategy: Strategy,
     metrics: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
+    support: np.ndarray | None = None,
 ) -> MetricsReport:
     """Expected metrics of predicting at random, in closed form.
 
@@ -189,6 +210,9 @@ def expected_random_metrics(
         default: the task's defaults with scores.
     class_names : sequence of str, optional
         Names used in reasons and ``per_class``; default the codes.
+    support : ndarray of shape (K,), optional
+        The label counts of ``y_true`` when already known (a prepared side's confusion
+        row sums): ``y_true`` is then not counted again.
 
     Returns
     -------
@@ -214,7 +238,7 @@ def expected_random_metrics(
     >>> round(r.metrics["accuracy"], 6), round(r.metrics["f1"], 6)
     (0.82, 0.1)
     """
-    support = _support(y_true, n_classes)
+    support = _known_support(support, n_classes) if support is not None else _support(y_true, n_classes)
     q = _random_rates(support, strategy)
     return _constant_rate_report(
         support,
@@ -235,14 +259,16 @@ def zero_rule_metrics(
     positive: int | None,
     metrics: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
+    support: np.ndarray | None = None,
 ) -> MetricsReport:
     """Metrics of the zero rule without materialising its predictions.
 
     Equal to ``classification_metrics`` on :func:`zero_rule_predictions` (the same
     pseudo-row computation as :func:`expected_random_metrics` with all mass on the
-    majority class and the prior as scores), in microseconds on any n.
+    majority class and the prior as scores), in microseconds on any n. ``support``
+    as :func:`expected_random_metrics`.
     """
-    support = _support(y_true, n_classes)
+    support = _known_support(support, n_classes) if support is not None else _support(y_true, n_classes)
     label_q = np.zeros(n_classes)
     label_q[int(np.argmax(support))] = 1.0
     return _constant_rate_report(
@@ -320,6 +346,50 @@ def zero_rule_predictions(y_true: np.ndarray, *, n_classes: int, positive: int |
     return Side(y_true=y, y_pred=pred, scores=scores)
 
 
+def prepare_zero_rule(model: PreparedSide) -> PreparedSide:
+    """The classification zero rule on a prepared model's rows, for :func:`compare` (paired).
+
+    Equal to :func:`prepare_side` on :func:`zero_rule_predictions` of the model's labels,
+    built from the model's confusion counts alone: no n-row array (the comparison's joint
+    counts and delta-method terms are per-class closed forms). ``report`` is None (see
+    :func:`zero_rule_metrics`).
+    """
+    if model.task == "regression" or model.confusion is None or model.n_classes is None:
+        raise ValueError("prepare_zero_rule needs a prepared classification side.")
+    k, positive, n = model.n_classes, model.positive, model.n
+    names = list(model.metrics)
+    support = model.confusion.sum(axis=1)
+    majority = int(np.argmax(support))
+    prior = _prior(support.astype(np.float64))
+    cm = np.zeros_like(model.confusion)
+    cm[:, majority] = support
+    conf = [m for m in names if METRICS[m].source == "confusion"]
+    values = {m: float(v) for m, v in confusion_metric_values(cm, conf, positive=positive).items()}
+    score_names = [m for m in names if METRICS[m].source == "scores"]
+    shared = np.atleast_1d(np.float64(prior[positive])) if positive is not None else prior
+    class_gradients: dict[str, np.ndarray | None] = dict.fromkeys(score_names)
+    if score_names and n:
+        values.update(_constant_score_values(cm, shared, positive=positive, names=score_names))
+        class_gradients.update(
+            constant_score_class_influence(support, shared, n_classes=k, positive=positive, names=score_names)
+        )
+    else:
+        values.update(dict.fromkeys(score_names, np.nan))
+    scores = np.broadcast_to(shared[0], (n,)) if positive is not None else np.broadcast_to(prior, (n, k))
+    return PreparedSide(
+        side=Side(model.side.y_true, np.broadcast_to(np.intp(majority), (n,)), scores),
+        task=model.task,
+        n_classes=k,
+        positive=positive,
+        metrics=tuple(names),
+        values={m: values[m] for m in names},
+        gradients=dict.fromkeys(score_names),
+        confusion=cm,
+        class_gradients=class_gradients,
+        constant_prediction=majority,
+    )
+
+
 def constant_regression_predictions(y_true: np.ndarray, *, statistic: Literal["mean", "median"]) -> Side:
     """Predict the mean (the regression zero rule) or the median of ``y_true`` for every row."""
     y, _ = check_regression_inputs(y_true, y_true)
@@ -343,6 +413,7 @@ def prepare_side(
     n_classes: int | None = None,
     positive: int | None = None,
     class_names: Sequence[str] | None = None,
+    paired_with: PreparedSide | None = None,
 ) -> PreparedSide:
     """Validate a side and compute its metric values, report and delta-method gradients once.
 
@@ -357,6 +428,10 @@ def prepare_side(
         Classification only, as :func:`~service.workers.metrics.classification_metrics`.
     class_names : sequence of str, optional
         Classification only: names for the report (default the codes).
+    paired_with : PreparedSide, optional
+        Classification only: the model this side will be compared with, paired (same
+        rows, same ``y_true``). The joint counts :func:`compare` needs are then counted
+        here, in the pass that also gives this side's confusion counts.
 
     Returns
     -------
@@ -384,7 +459,15 @@ def prepare_side(
     names_list = [str(c) for c in (class_names if class_names is not None else range(n_classes))]
     if len(names_list) != n_classes or len(set(names_list)) != n_classes:
         raise ValueError(f"class_names must hold {n_classes} distinct names, got {names_list!r}.")
-    cm = confusion_counts(yt, yp, n_classes=n_classes)
+    joint = None
+    if paired_with is not None and paired_with.task == task and paired_with.n_classes == n_classes:
+        _check_same_rows(paired_with.side.y_true, yt)
+        # the (true, model, this side) counts summed over the model's predictions are this
+        # side's confusion counts (integers: exact)
+        joint = paired_joint_counts(paired_with.side.y_true, paired_with.side.y_pred, yp, n_classes=n_classes)
+        cm = joint.reshape(n_classes, n_classes, n_classes).sum(axis=1)
+    else:
+        cm = confusion_counts(yt, yp, n_classes=n_classes)
     conf = [m for m in names if METRICS[m].source == "confusion"]
     values = {m: float(v) for m, v in confusion_metric_values(cm, conf, positive=positive).items()}
     score_names = [m for m in names if METRICS[m].source == "scores"]
@@ -413,6 +496,8 @@ def prepare_side(
         gradients=gradients,
         confusion=cm,
         report=report,
+        joint=joint,
+        joint_model=None if joint is None else paired_with,
     )
 
 
@@ -574,7 +659,9 @@ def compare(
     if paired and m.task != "regression" and any(METRICS[n].source == "confusion" for n in names):
         # one pass over the rows serves the paired bootstrap and McNemar's test
         assert m.n_classes is not None
-        joint = paired_joint_counts(m.side.y_true, m.side.y_pred, b.side.y_pred, n_classes=m.n_classes)
+        joint = _constant_joint(m, b)
+        if joint is None:
+            joint = paired_joint_counts(m.side.y_true, m.side.y_pred, b.side.y_pred, n_classes=m.n_classes)
     replicates = _difference_replicates(m, b, names, paired=paired, samples=samples, seed=seed, joint=joint)
     prefix = "paired_" if paired else "unpaired_"
     significance: dict[str, MetricComparison] = {}
@@ -636,11 +723,28 @@ def _check_names(metrics: Sequence[str], primary_metric: str) -> list[str]:
     return names
 
 
+def _constant_joint(m: PreparedSide, b: PreparedSide) -> np.ndarray | None:
+    """Joint (true, model, baseline) counts when the baseline predicts one class on every
+    row: the model's confusion counts in that baseline column (no pass over the rows)."""
+    if b.joint is not None and b.joint_model is m:
+        return b.joint
+    if b.constant_prediction is None or m.confusion is None or m.n_classes is None:
+        return None
+    k = m.n_classes
+    joint = np.zeros(k**3, dtype=np.intp)
+    joint.reshape(k, k, k)[:, :, b.constant_prediction] = m.confusion
+    return joint
+
+
 def _check_paired(m: PreparedSide, b: PreparedSide) -> None:
-    if m.n != b.n or not np.array_equal(m.side.y_true, b.side.y_true):
+    _check_same_rows(m.side.y_true, b.side.y_true)
+
+
+def _check_same_rows(a: np.ndarray, b: np.ndarray) -> None:
+    if a.size != b.size or (a is not b and not np.array_equal(a, b)):
         raise ValueError(
             "paired sides must be the same rows in the same order with the same y_true "
-            f"(join by sample_id first); got {m.n} and {b.n} rows."
+            f"(join by sample_id first); got {a.size} and {b.size} rows."
         )
 
 
@@ -752,13 +856,77 @@ def _difference_interval(
     if name not in DELTA_METHOD_METRICS:
         return bootstrap_difference(replicates[name], confidence=confidence), "bootstrap"
     test = "delong" if name == "roc_auc" else "delta_method"
+    difference = m.values[name] - b.values[name]
+    if paired and b.class_gradients is not None:
+        gm, per_class = m.gradients.get(name), b.class_gradients.get(name)
+        if gm is None or per_class is None:
+            return None, test
+        return normal_difference(
+            difference, _class_constant_se(m, name, per_class), confidence=confidence
+        ), test
     gm, gb = m.gradients.get(name), b.gradients.get(name)
     if gm is None or gb is None:
         return None, test
-    difference = m.values[name] - b.values[name]
     if paired:
-        return delta_method_difference(difference, [], confidence=confidence, paired=(gm, gb)), test
+        return normal_difference(difference, _paired_se(m, b, name), confidence=confidence), test
     return delta_method_difference(difference, [gm, gb], confidence=confidence), test
+
+
+def _class_constant_se(m: PreparedSide, name: str, per_class: np.ndarray) -> float:
+    """Paired standard error of the model's gradient minus a per-class constant one, from
+    the model's gradient sums per class (cached on ``m``: every such baseline reuses them)."""
+    cache = m.__dict__.setdefault("_class_sums", {})
+    total, squares = _gradient_sums(m, name)
+    if name not in cache:
+        assert m.n_classes is not None
+        g = m.gradients[name]
+        assert g is not None
+        if m.positive is not None and m.n_classes == 2:
+            on_positive = float(np.dot(g, _positive_weights(m)))
+            sums = np.empty(2)
+            sums[m.positive], sums[1 - m.positive] = on_positive, total - on_positive
+        else:
+            sums = np.bincount(m.side.y_true, weights=g, minlength=m.n_classes)
+        cache[name] = sums
+    sums = cache[name]
+    assert m.confusion is not None
+    return class_constant_paired_se(total, squares, sums, m.confusion.sum(axis=1), per_class)
+
+
+def _paired_se(m: PreparedSide, b: PreparedSide, name: str) -> float:
+    """:func:`paired_influence_se` of the two sides' gradients of ``name`` from dot products
+    (each side's sums cached, one cross product): no pass forming the n row differences.
+
+    ``sum (gm - gb)^2 = gm.gm + gb.gb - 2 gm.gb`` loses digits when the sides' gradients
+    nearly coincide; then the differences are formed row by row as before."""
+    gm, gb = m.gradients[name], b.gradients[name]
+    assert gm is not None and gb is not None
+    if gm.shape != gb.shape or not gm.size:
+        return paired_influence_se(gm, gb)
+    total_m, squares_m = _gradient_sums(m, name)
+    total_b, squares_b = _gradient_sums(b, name)
+    squares = squares_m + squares_b - 2.0 * float(np.dot(gm, gb))
+    if not squares > 1e-6 * (squares_m + squares_b):
+        return paired_influence_se(gm, gb)
+    total = total_m - total_b
+    return math.sqrt(max(0.0, squares - total * total / gm.size))
+
+
+def _gradient_sums(m: PreparedSide, name: str) -> tuple[float, float]:
+    """Sum and sum of squares of the model's gradient of ``name``, computed once."""
+    cache = m.__dict__.setdefault("_gradient_sums", {})
+    if name not in cache:
+        g = m.gradients[name]
+        assert g is not None
+        cache[name] = (float(g.sum()), float(np.dot(g, g)))
+    return cache[name]
+
+
+def _positive_weights(m: PreparedSide) -> np.ndarray:
+    """``y_true == positive`` of a prepared binary side as 0/1 floats (a BLAS dot), computed once."""
+    if "_positive_weights" not in m.__dict__:
+        m.__dict__["_positive_weights"] = (m.side.y_true == m.positive).astype(np.float64)
+    return m.__dict__["_positive_weights"]
 
 
 def _shifted_interval(
@@ -775,7 +943,10 @@ def _shifted_interval(
     gm = m.gradients.get(name)
     if gm is None:
         return None, test
-    return delta_method_difference(m.values[name] - constant, [gm], confidence=confidence), test
+    # influence_se(gm) from the sums cached on the model (every closed-form baseline asks)
+    total, squares = _gradient_sums(m, name)
+    se = math.sqrt(max(0.0, squares - total * total / gm.size)) if gm.size else 0.0
+    return normal_difference(m.values[name] - constant, se, confidence=confidence), test
 
 
 def _accuracy_test(

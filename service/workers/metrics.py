@@ -570,7 +570,7 @@ class _Curve:
 
         Every row is a threshold, so ``dTP`` is ``is_pos``, ``dFP`` its negation and
         ``TP + FP`` the depth ``1 .. n``: the area is ``2 sum_neg TP`` (integers, exact)
-        and AP the mean of ``TP / depth`` over the positives.
+        and AP the mean of ``TP / depth`` over the positives (``j / d_j`` for the j-th).
         """
         tps = self.unweighted_tps
         n = tps.size
@@ -580,12 +580,16 @@ class _Curve:
             return dict.fromkeys(want, np.nan)
         out: dict[str, float] = {}
         if "roc_auc" in want:
-            area = 2.0 * float(np.sum(tps, where=~self.is_pos))
+            # the j-th positive sits where TP == j, so the positives' TP sum to P (P + 1) / 2
+            # and the negatives' to the rest (integers, exact in float64; no masked pass)
+            area = 2.0 * (float(tps.sum()) - n_pos * (n_pos + 1.0) / 2.0)
             out["roc_auc"] = area / (2.0 * n_pos * n_neg)
         if "average_precision" in want:
-            precision = np.arange(1.0, n + 1.0)
-            np.divide(tps, precision, out=precision)
-            out["average_precision"] = max(0.0, float(np.sum(precision, where=self.is_pos)) / n_pos)
+            # the j-th positive sits at depth d_j where TP == j: AP is the mean of j / d_j,
+            # P-row arrays instead of an n-row precision summed under a mask
+            precision = np.flatnonzero(self.is_pos) + 1.0
+            np.divide(np.arange(1.0, precision.size + 1.0), precision, out=precision)
+            out["average_precision"] = max(0.0, float(precision.sum()) / n_pos)
         return out
 
     @cached_property

@@ -568,8 +568,9 @@ def _distinct_ranking_gradients(
         precision = np.arange(1.0, n + 1.0)
         s1 = np.reciprocal(precision)
         np.divide(tp, precision, out=precision)
-        ap = float(np.sum(precision, where=is_pos)) / n_pos
         np.copyto(s1, 0.0, where=negative)
+        # sum over the positives of TP / d as one dot product (s1 = [pos] / d), not a masked sum
+        ap = float(np.dot(tp, s1)) / n_pos
         # the AUC's scratch row serves as S2
         s2 = np.multiply(s1, precision, out=h)
         np.cumsum(s1[::-1], out=s1[::-1])
@@ -760,6 +761,72 @@ def constant_score_influence(
     # the gathered rows are fresh arrays: they become the gradients in place
     out.update(_loss_gradients({m: table[y] for m, table in per_class.items()}, n, in_place=True))
     return {m: out[m] for m in score_names}
+
+
+def constant_score_class_influence(
+    support: np.ndarray,
+    score_row: np.ndarray,
+    *,
+    n_classes: int,
+    positive: int | None,
+    names: Sequence[str],
+) -> dict[str, np.ndarray | None]:
+    """:func:`constant_score_influence` per class: entry ``c`` is the gradient of every row
+    of class ``c`` (``support[c]`` rows), so no n-row array is built.
+
+    Parameters
+    ----------
+    support : ndarray of shape (K,)
+        Rows per class.
+    """
+    counts = np.asarray(support, dtype=np.float64)
+    n = int(counts.sum())
+    score_names = [m for m in names if METRICS[m].source == "scores"]
+    if not n:
+        return dict.fromkeys(score_names)
+    ranked = {m for m in score_names if m in ("roc_auc", "average_precision")}
+    out: dict[str, np.ndarray | None] = {}
+    codes = np.arange(n_classes)
+    if ranked:
+        # one run of tied scores over all n rows; a row's gradient depends on its class only
+        one_run = np.array([n - 1])
+        classes = [positive] if positive is not None else range(n_classes)
+        rankings: list[Ranking] = [(codes == c, one_run, None, counts[c : c + 1]) for c in classes]
+        out.update(_macro_ranking_gradients(rankings, n_classes, ranked, binary=positive is not None))
+    if positive is not None:
+        rows = np.full(n_classes, float(score_row[0]))
+    else:
+        rows = np.tile(score_row, (n_classes, 1))
+    per_class = _row_losses(codes, rows, n_classes=n_classes, positive=positive, names=score_names)
+    for name, losses in per_class.items():
+        losses -= float(np.dot(counts, losses)) / n
+        losses /= n
+        out[name] = losses
+    return {m: out[m] for m in score_names}
+
+
+def class_constant_paired_se(
+    model_sum: float,
+    model_squares: float,
+    class_sums: np.ndarray,
+    support: np.ndarray,
+    baseline: np.ndarray,
+) -> float:
+    """:func:`paired_influence_se` of a model gradient and a baseline gradient that is
+    ``baseline[c]`` on every row of class ``c``, from the model's sums alone.
+
+    ``model_sum`` / ``model_squares``: sum and sum of squares of the model's gradient;
+    ``class_sums[c]``: its sum over the rows of class ``c``; ``support[c]``: those rows.
+    """
+    counts = np.asarray(support, dtype=np.float64)
+    n = float(counts.sum())
+    if not n:
+        return 0.0
+    total = model_sum - float(np.dot(counts, baseline))
+    squares = (
+        model_squares - 2.0 * float(np.dot(baseline, class_sums)) + float(np.dot(counts, baseline * baseline))
+    )
+    return math.sqrt(max(0.0, squares - total * total / n))
 
 
 def regression_influence(

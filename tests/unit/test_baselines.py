@@ -22,6 +22,7 @@ from service.workers.baselines import (
     expected_confusion,
     expected_random_metrics,
     prepare_side,
+    prepare_zero_rule,
     zero_rule_metrics,
     zero_rule_predictions,
 )
@@ -432,6 +433,81 @@ def test_zero_rule_comparison_with_undefined_precision() -> None:
     assert result.significance["roc_auc"].verdict == "better"
 
 
+def _assert_same_comparison(a: Comparison, b: Comparison) -> None:
+    assert a.beats == b.beats
+    assert a.significance.keys() == b.significance.keys()
+    for name, x in a.significance.items():
+        y = b.significance[name].model_dump()
+        for key, value in x.model_dump().items():
+            if isinstance(value, float | list | tuple | dict):
+                assert y[key] == pytest.approx(value, rel=1e-9, abs=1e-15), (name, key)
+            else:
+                assert y[key] == value, (name, key)
+
+
+@pytest.mark.parametrize(("k", "positive"), [(2, 1), (2, 0), (3, None), (4, None)])
+def test_prepared_zero_rule_compares_as_its_predictions(k: int, positive: int | None) -> None:
+    """The zero rule prepared from the model's counts (no n-row arrays) gives the comparison
+    of its materialised predictions, metric by metric."""
+    rng = np.random.default_rng(30 + k)
+    n = 3000
+    y = rng.choice(k, size=n, p=np.arange(1, k + 1) / (k * (k + 1) / 2))
+    task: Task = "binary" if positive is not None else "multiclass"
+    if positive is not None:
+        scores = np.clip(0.3 * (y == positive) + 0.7 * rng.random(n), 0, 1)
+        pred = np.where(scores > 0.5, positive, 1 - positive)
+        names = [
+            "accuracy",
+            "f1",
+            "balanced_accuracy",
+            "roc_auc",
+            "average_precision",
+            "log_loss",
+            "brier_score",
+        ]
+    else:
+        scores = rng.dirichlet(np.ones(k), n)
+        pred = scores.argmax(axis=1)
+        names = ["accuracy", "f1_macro", "roc_auc", "average_precision", "log_loss", "brier_score"]
+    options: dict[str, Any] = {"task": task, "metrics": names, "n_classes": k, "positive": positive}
+    model = prepare_side(Side(y, pred, scores), **options)
+    zero = prepare_zero_rule(model)
+    direct = prepare_side(zero_rule_predictions(y, n_classes=k, positive=positive), **options)
+    assert zero.values == pytest.approx(direct.values, nan_ok=True)
+    assert (zero.confusion == direct.confusion).all()
+    compared = {"paired": True, "primary_metric": "accuracy", **options}
+    _assert_same_comparison(compare(model, direct, **compared), compare(model, zero, **compared))
+
+
+def test_prepared_zero_rule_needs_a_classification_side() -> None:
+    side = prepare_side(Side(np.array([1.0, 2.0]), np.array([1.5, 2.5])), task="regression", metrics=["mae"])
+    with pytest.raises(ValueError, match="classification"):
+        prepare_zero_rule(side)
+
+
+@pytest.mark.parametrize(("k", "positive"), [(2, 1), (3, None)])
+def test_side_prepared_paired_with_the_model_compares_the_same(k: int, positive: int | None) -> None:
+    """Counting the joint cells while preparing gives the same confusion counts and comparison."""
+    rng = np.random.default_rng(40 + k)
+    n = 2000
+    y = rng.integers(0, k, n)
+    task: Task = "binary" if positive is not None else "multiclass"
+    names = ["accuracy", "precision" if positive is not None else "f1_macro", "roc_auc"]
+    options: dict[str, Any] = {"task": task, "metrics": names, "n_classes": k, "positive": positive}
+    a, b = rng.dirichlet(np.ones(k), n), rng.dirichlet(np.ones(k), n)
+    sa, sb = (a[:, 1], b[:, 1]) if positive is not None else (a, b)
+    model = prepare_side(Side(y, a.argmax(axis=1), sa), **options)
+    plain = prepare_side(Side(y.copy(), b.argmax(axis=1), sb), **options)
+    joined = prepare_side(Side(y.copy(), b.argmax(axis=1), sb), paired_with=model, **options)
+    assert joined.joint is not None and joined.joint_model is model
+    assert joined.report == plain.report
+    assert (joined.confusion == plain.confusion).all() and joined.confusion.dtype == plain.confusion.dtype
+    compared = {"paired": True, "primary_metric": "accuracy", **options}
+    assert compare(model, joined, **compared) == compare(model, plain, **compared)
+    with pytest.raises(ValueError, match="same rows"):
+        prepare_side(Side(y[:-1], b.argmax(axis=1)[:-1]), paired_with=model, **options)
+
+
 def test_misuse_raises_value_error() -> None:
     model, baseline = _binary_pair(n=300)
     short = Side(baseline.y_true[:200], baseline.y_pred[:200])
@@ -684,3 +760,47 @@ def test_prepared_regression_report_equals_regression_metrics(case: str) -> None
     expected = regression_metrics(y, yp, metrics=names)
     _assert_same_report(prepared, expected)
     assert {m: (None if math.isnan(v) else v) for m, v in prepared.values.items()} == expected.metrics
+
+
+@pytest.mark.parametrize("flipped", [0, 1, 400])
+def test_paired_standard_error_from_dot_products_equals_the_row_differences(flipped: int) -> None:
+    """The paired delta-method error of two scored sides, from cached sums and one cross
+    product, equals the one of the row differences, down to sides that barely differ."""
+    from service.workers.baselines import _paired_se
+    from service.workers.significance import paired_influence_se
+
+    rng = np.random.default_rng(50 + flipped)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    scores = np.clip(0.3 * y + 0.7 * rng.random(n), 0, 1)
+    other = scores.copy()
+    rows = rng.choice(n, size=flipped, replace=False)
+    other[rows] = rng.random(flipped)
+    names = ["accuracy", "roc_auc", "average_precision", "log_loss", "brier_score"]
+    options: dict[str, Any] = {"task": "binary", "metrics": names, "n_classes": 2, "positive": 1}
+    model = prepare_side(Side(y, (scores > 0.5).astype(int), scores), **options)
+    baseline = prepare_side(Side(y.copy(), (other > 0.5).astype(int), other), **options)
+    for name in names[1:]:
+        gm, gb = model.gradients[name], baseline.gradients[name]
+        assert gm is not None and gb is not None
+        expected = paired_influence_se(gm, gb)
+        if flipped == 0:
+            assert _paired_se(model, baseline, name) == expected == 0.0
+        else:
+            assert _paired_se(model, baseline, name) == pytest.approx(expected, rel=1e-9), name
+
+
+@pytest.mark.parametrize(("k", "positive"), [(2, 1), (3, None)])
+def test_closed_form_reports_with_known_label_counts_equal_the_counted_ones(
+    k: int, positive: int | None
+) -> None:
+    y = np.random.default_rng(60 + k).integers(0, k, 500)
+    counts = np.bincount(y, minlength=k)
+    options: dict[str, Any] = {"n_classes": k, "positive": positive, "class_names": _names(k)}
+    for strategy in ("uniform", "prior"):
+        assert expected_random_metrics(
+            y, strategy=strategy, support=counts, **options
+        ) == expected_random_metrics(y, strategy=strategy, **options)
+    assert zero_rule_metrics(y, support=counts, **options) == zero_rule_metrics(y, **options)
+    with pytest.raises(ValueError, match="support"):
+        zero_rule_metrics(y, support=np.array([-1] * k), **options)

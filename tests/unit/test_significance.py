@@ -23,6 +23,8 @@ from service.workers.significance import (
     _row_losses,
     binomial_test,
     bootstrap_difference,
+    class_constant_paired_se,
+    constant_score_class_influence,
     constant_score_influence,
     influence_se,
     interval_verdict,
@@ -31,6 +33,7 @@ from service.workers.significance import (
     normalized_gain,
     p_value_verdict,
     paired_confusion_replicates,
+    paired_influence_se,
     paired_regression_replicates,
     perfect_value,
     regression_influence,
@@ -346,6 +349,44 @@ def test_constant_scores_need_no_sort(case: str) -> None:
             np.testing.assert_allclose(s, g, rtol=1e-9, atol=1e-15, err_msg=name)
     if case == "multiclass_absent_class":
         assert shortcut["roc_auc"] is None and shortcut["average_precision"] is not None
+
+
+@pytest.mark.parametrize("case", ["binary", "multiclass", "multiclass_absent_class"])
+def test_constant_scores_per_class_gradients_gather_to_the_row_gradients(case: str) -> None:
+    """One value per class, equal to every row's constant-score gradient of that class; the
+    paired standard error against them equals the row-by-row one."""
+    rng = np.random.default_rng(16)
+    if case == "binary":
+        y, k, positive, row = rng.integers(0, 2, 500), 2, 1, np.array([0.3])
+    else:
+        k, positive = 4, None
+        y = rng.integers(0, 3 if case.endswith("absent_class") else 4, 500)
+        row = np.array([0.1, 0.2, 0.3, 0.4])
+    rows = constant_score_influence(y, row, n_classes=k, positive=positive, names=SCORE_METRICS)
+    support = np.bincount(y, minlength=k)
+    per_class = constant_score_class_influence(
+        support, row, n_classes=k, positive=positive, names=SCORE_METRICS
+    )
+    assert rows.keys() == per_class.keys()
+    for name, g in rows.items():
+        c = per_class[name]
+        if g is None:
+            assert c is None, name
+            continue
+        assert c is not None and c.shape == (k,), name
+        np.testing.assert_allclose(c[y], g, rtol=1e-12, atol=1e-18, err_msg=name)
+        model = rng.normal(size=y.size) / y.size
+        class_sums = np.bincount(y, weights=model, minlength=k)
+        se = class_constant_paired_se(float(model.sum()), float(model @ model), class_sums, support, c)
+        assert se == pytest.approx(paired_influence_se(model, g), rel=1e-9), name
+
+
+def test_constant_scores_per_class_gradients_without_rows() -> None:
+    out = constant_score_class_influence(
+        np.zeros(2), np.array([0.5]), n_classes=2, positive=1, names=SCORE_METRICS
+    )
+    assert out == dict.fromkeys(SCORE_METRICS)
+    assert class_constant_paired_se(0.0, 0.0, np.zeros(2), np.zeros(2), np.zeros(2)) == 0.0
 
 
 def test_undefined_rankings_have_no_gradient() -> None:
