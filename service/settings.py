@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     dask_address: str | None = None
 
     workers: int = Field(default=2, ge=0, description="Embedded worker processes started by `serve`.")
+    job_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Threads one job may use for independent parts (the baseline panel's sides); "
+        "1 computes everything in the job's own thread.",
+    )
     max_body_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")
     lease_seconds: float = Field(
         default=30.0, gt=0, description="A job not heartbeated for this long is retried."

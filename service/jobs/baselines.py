@@ -3,12 +3,17 @@ batches by sample_id, and hand the arrays to the pure baselines worker."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from schemas.baselines import BaselineResult, Heuristic, Pairing
 from schemas.evaluations import EvaluationCreate
@@ -22,6 +27,7 @@ from service.store.records import BatchRecord
 from service.workers import baselines as bw
 
 Progress = Callable[[float], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class Panel:
     def class_names(self) -> list[str] | None:
         return None if self.batch.task == "regression" else [str(c) for c in self.batch.classes or []]
 
-    def prepare(self, side: bw.Side, paired_with: bw.PreparedSide | None = None) -> bw.PreparedSide:
+    def prepare(self, side: bw.Side, paired_with: bw.Side | None = None) -> bw.PreparedSide:
         """A baseline side with its own report (same code as the model's) and test statistics.
 
         A baseline without scores (a rule, a person) gets its score metrics as undefined.
@@ -85,6 +91,12 @@ class Panel:
         }
 
 
+@functools.cache
+def _native_pools() -> ThreadpoolController:
+    """The process's native thread pools (BLAS, OpenMP), inspected once."""
+    return ThreadpoolController()
+
+
 def primary_metric(request: EvaluationCreate, metrics: list[str], task: str) -> str:
     """The metric that decides "beats": the first requested, else accuracy / rmse."""
     if request.metrics:
@@ -93,48 +105,124 @@ def primary_metric(request: EvaluationCreate, metrics: list[str], task: str) -> 
     return preferred if preferred in metrics else metrics[0]
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A baseline side ready to compare: what could be built without the model's own statistics."""
+
+    side: bw.PreparedSide
+    pairing: Pairing
+    details: dict[str, object]
+    paired: bool = True
+    #: the model's side on the shared rows when it is not all of the model's rows
+    model_side: bw.PreparedSide | None = None
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One baseline: ``prepare`` (optional) needs only the batches, ``finish`` also the model."""
+
+    finish: Callable[[_Prepared | None, bw.PreparedSide], list[BaselineResult]]
+    prepare: Callable[[], _Prepared] | None = None
+
+
 def run_baselines(
     store: Store,
     batch: BatchRecord,
     request: EvaluationCreate,
     rows: LabeledRows,
-    model: bw.PreparedSide,
+    prepare_model: Callable[[], bw.PreparedSide],
     *,
+    metrics: list[str],
     progress: Progress,
-) -> tuple[list[BaselineResult], list[Finding]]:
-    """Every requested baseline against ``model`` (prepared once: its scores sorted once)."""
+    threads: int = 1,
+) -> tuple[bw.PreparedSide, list[BaselineResult], list[Finding]]:
+    """Every requested baseline against the model, prepared once (its scores sorted once).
+
+    ``prepare_model`` builds the model's side (its metrics and test statistics) for the
+    ``metrics`` compared. With ``threads > 1`` it runs while the other batches are read
+    and prepared (numpy and Arrow release the GIL in their loops, so two cores take about
+    half the time); the comparisons, which need both, follow in the calling thread, in
+    request order. With one thread everything runs in the calling thread.
+
+    Returns
+    -------
+    tuple
+        The prepared model, one result per baseline (two for a regression zero rule),
+        and the ``worse_than_baseline`` findings.
+    """
     spec = request.baselines
     assert spec is not None
     boot = request.bootstrap
     panel = Panel(
         batch=batch,
-        metrics=list(model.metrics),
-        primary=primary_metric(request, list(model.metrics), batch.task),
+        metrics=metrics,
+        primary=primary_metric(request, metrics, batch.task),
         samples=boot.samples if boot else 1000,
         confidence=boot.confidence if boot else 0.95,
         seed=boot.seed if boot else 0,
     )
-    steps: list[Callable[[], list[BaselineResult]]] = []
+    steps: list[_Step] = []
     if batch.task != "regression":
         for strategy, flag in (("uniform", spec.random_uniform), ("prior", spec.random_prior)):
             if flag:
-                steps.append(lambda s=strategy: [_random(panel, model, rows, s)])
+                steps.append(_Step(lambda _, model, s=strategy: [_random(panel, model, rows, s)]))
     if spec.zero_rule:
-        steps.append(lambda: _zero_rule(panel, model, rows))
+        steps.append(_Step(lambda _, model: _zero_rule(panel, model, rows)))
     for heuristic in spec.heuristics:
-        steps.append(lambda h=heuristic: [_heuristic(panel, model, rows, h)])
-    if spec.human is not None:
-        human_id = spec.human.batch_id
-        steps.append(lambda: [_other_batch(store, panel, model, rows, human_id, "human", "human")])
-    for existing in spec.existing:
         steps.append(
-            lambda e=existing: [_other_batch(store, panel, model, rows, e.batch_id, "existing", e.name)]
+            _Step(
+                lambda prepared, model, h=heuristic: [_finish(panel, model, prepared, "heuristic", h.name)],
+                lambda h=heuristic: _heuristic(panel, rows, h),
+            )
+        )
+    others = [(spec.human.batch_id, "human", "human")] if spec.human is not None else []
+    others += [(e.batch_id, "existing", e.name) for e in spec.existing]
+    for batch_id, kind, name in others:
+        steps.append(
+            _Step(
+                lambda prepared, model, k=kind, nm=name: [_finish(panel, model, prepared, k, nm)],
+                lambda b=batch_id: _other_batch(store, panel, rows, b),
+            )
         )
     results: list[BaselineResult] = []
-    for i, step in enumerate(steps):
-        results += step()
-        progress((i + 1) / len(steps))
-    return results, [f for r in results if (f := _finding(r)) is not None]
+    # OpenBLAS' own threads (dot products) spin while they wait for work and would take the
+    # cores our threads run on: one BLAS thread while the panel computes in parallel
+    blas = _native_pools().limit(limits=1, user_api="blas") if threads > 1 else contextlib.nullcontext()
+    pool: Executor = (
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="yardstick-panel")
+        if threads > 1
+        else _Inline()
+    )
+    with blas, pool:
+        try:
+            model_future = pool.submit(prepare_model)
+            futures: dict[int, Future[_Prepared]] = {}
+            # last to first: the other batches (read, sort, gradients: the costly sides) start first
+            for i in reversed(range(len(steps))):
+                task = steps[i].prepare
+                if task is not None:
+                    futures[i] = pool.submit(task)
+            model = model_future.result()
+            for i, step in enumerate(steps):
+                future = futures.get(i)
+                results += step.finish(None if future is None else future.result(), model)
+                progress((i + 1) / len(steps))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return model, results, [f for r in results if (f := _finding(r)) is not None]
+
+
+class _Inline(Executor):
+    """An executor that runs each task at once in the calling thread (``job_threads = 1``)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
 
 
 def _entry(
@@ -244,25 +332,29 @@ def heuristic_predictions(heuristic: Heuristic, table: pa.Table, batch: BatchRec
     return pred
 
 
-def _heuristic(
-    panel: Panel, model: bw.PreparedSide, rows: LabeledRows, heuristic: Heuristic
-) -> BaselineResult:
+def _heuristic(panel: Panel, rows: LabeledRows, heuristic: Heuristic) -> _Prepared:
     pred = heuristic_predictions(heuristic, rows.table, panel.batch)
-    side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred), paired_with=model)
-    comparison = bw.compare(model, side, paired=True, **panel.options())  # type: ignore[arg-type]
+    side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred), paired_with=rows.side)
     details = {"rules": [r.model_dump() for r in heuristic.rules], "otherwise": heuristic.otherwise}
-    return _entry("heuristic", heuristic.name, side.report, comparison, _paired(rows), panel, details)
+    return _Prepared(side, _paired(rows), details)
 
 
-def _other_batch(
-    store: Store,
-    panel: Panel,
-    model: bw.PreparedSide,
-    rows: LabeledRows,
-    batch_id: str,
-    kind: str,
-    name: str,
+def _finish(
+    panel: Panel, model: bw.PreparedSide, prepared: _Prepared | None, kind: str, name: str
 ) -> BaselineResult:
+    """Compare a prepared baseline side with the model (or the model's side on the shared rows)."""
+    assert prepared is not None
+    comparison = bw.compare(
+        prepared.model_side or model,
+        prepared.side,
+        paired=prepared.paired,
+        **panel.options(),  # type: ignore[arg-type]
+    )
+    return _entry(kind, name, prepared.side.report, comparison, prepared.pairing, panel, prepared.details)
+
+
+def _other_batch(store: Store, panel: Panel, rows: LabeledRows, batch_id: str) -> _Prepared:
+    """Another batch's side, joined to the model's labeled rows by sample_id when they share ids."""
     other = store.meta.get_batch(batch_id)
     stored = [c["name"] for c in other.columns if c["role"] != "feature"]
     details: dict[str, object] = {
@@ -276,14 +368,7 @@ def _other_batch(
         # Same ids in the same order (equal digests of the whole files' ids, and every model
         # row labeled): no need to read a million ids, let alone compare them.
         table = store.files.read(other.data_path, columns=[c for c in wanted if c != SAMPLE_ID])
-        y_pred, scores = _predictions(table, panel.batch)
-        other_side = panel.prepare(
-            bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores), paired_with=model
-        )
-        comparison = bw.compare(model, other_side, paired=True, **panel.options())  # type: ignore[arg-type]
-        n_rows = table.num_rows
-        pairing = Pairing(mode="paired", shared_rows=n_rows, model_only_rows=0, baseline_only_rows=0)
-        return _entry(kind, name, other_side.report, comparison, pairing, panel, details)
+        return _all_rows_shared(panel, rows, table, details)
     table = store.files.read(other.data_path, columns=wanted)
     other_ids = table.column(SAMPLE_ID)
     n_other = len(other_ids)
@@ -291,13 +376,7 @@ def _other_batch(
     if n_other == len(model_ids) and other_ids.type == model_ids.type and other_ids.equals(model_ids):
         # The common case (same rows, same order): no hash join over a million strings, and
         # no gather or copy of the model's rows (chunk layouts may differ; equals compares values).
-        y_pred, scores = _predictions(table, panel.batch)
-        other_side = panel.prepare(
-            bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores), paired_with=model
-        )
-        comparison = bw.compare(model, other_side, paired=True, **panel.options())  # type: ignore[arg-type]
-        pairing = Pairing(mode="paired", shared_rows=n_other, model_only_rows=0, baseline_only_rows=0)
-        return _entry(kind, name, other_side.report, comparison, pairing, panel, details)
+        return _all_rows_shared(panel, rows, table, details)
     other_ids_flat = other_ids.combine_chunks()
     position = pc.index_in(rows.sample_id, value_set=other_ids_flat)  # model row -> other row (or null)
     shared = pc.is_valid(position).to_numpy(zero_copy_only=False)
@@ -307,13 +386,15 @@ def _other_batch(
         everything = n_shared == shared.size
         y_pred, scores = _predictions(table, panel.batch)
         # The model side, already prepared (sorted once) when every labeled row is shared.
-        model_side: bw.Side | bw.PreparedSide = (
-            model
+        model_side = (
+            None
             if everything
-            else bw.Side(
-                y_true=rows.side.y_true[shared],
-                y_pred=rows.side.y_pred[shared],
-                scores=None if rows.side.scores is None else rows.side.scores[shared],
+            else panel.prepare(
+                bw.Side(
+                    y_true=rows.side.y_true[shared],
+                    y_pred=rows.side.y_pred[shared],
+                    scores=None if rows.side.scores is None else rows.side.scores[shared],
+                )
             )
         )
         other_side = panel.prepare(
@@ -321,9 +402,9 @@ def _other_batch(
                 y_true=rows.side.y_true if everything else rows.side.y_true[shared],
                 y_pred=y_pred[take],
                 scores=None if scores is None else scores[take],
-            )
+            ),
+            paired_with=rows.side if everything else None,
         )
-        comparison = bw.compare(model_side, other_side, paired=True, **panel.options())  # type: ignore[arg-type]
         pairing = Pairing(
             mode="paired",
             shared_rows=n_shared,
@@ -335,7 +416,7 @@ def _other_batch(
             else f"compared on the {n_shared} labeled rows both batches share; "
             "ground truth from the model's batch",
         )
-        return _entry(kind, name, other_side.report, comparison, pairing, panel, details)
+        return _Prepared(other_side, pairing, details, model_side=model_side)
     if LABEL in stored:
         table = table.append_column(LABEL, store.files.read(other.data_path, columns=[LABEL]).column(LABEL))
     codes = _as_model_codes(table, panel.batch)
@@ -355,8 +436,18 @@ def _other_batch(
         note="no sample ids in common: each side is evaluated on its own labeled rows and compared unpaired, "
         "so differences may come from the data as much as from the models",
     )
-    comparison = bw.compare(model, unpaired_side, paired=False, **panel.options())  # type: ignore[arg-type]
-    return _entry(kind, name, unpaired_side.report, comparison, pairing, panel, details)
+    return _Prepared(unpaired_side, pairing, details, paired=False)
+
+
+def _all_rows_shared(
+    panel: Panel, rows: LabeledRows, table: pa.Table, details: dict[str, object]
+) -> _Prepared:
+    """The other batch's rows are the model's labeled rows, in order: paired on all of them."""
+    y_pred, scores = _predictions(table, panel.batch)
+    side = panel.prepare(
+        bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores), paired_with=rows.side
+    )
+    return _Prepared(side, _paired(rows), details)
 
 
 def _same_ids_as_model(store: Store, batch: BatchRecord, other: BatchRecord, rows: LabeledRows) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.baselines import BaselineResult
 from schemas.common import ModelRef
 from schemas.evaluations import EvaluationCreate
 from schemas.metrics import MetricsReport
@@ -131,18 +132,23 @@ def compute_metrics(data: EvaluationData, batch: BatchRecord, request: Evaluatio
     )
 
 
-def prepare_model(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> PreparedSide:
-    """The model's metrics together with what the baseline tests need, from one pass over its scores."""
+def model_metric_names(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> list[str]:
+    """The metrics computed for the model: the requested ones, else the task's defaults."""
     has_scores = data.scores is not None
     names = request.metrics or metrics_worker.default_metrics(batch.task, has_scores=has_scores)
     # prepare_side tolerates a side without scores (baselines may lack them); the model may not.
     metrics_worker.validate_metric_names(batch.task, names, has_scores=has_scores)
+    return list(names)
+
+
+def prepare_model(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> PreparedSide:
+    """The model's metrics together with what the baseline tests need, from one pass over its scores."""
     classes = batch.classes or []
     regression = batch.task == "regression"
     return prepare_side(
         Side(data.y_true, data.y_pred, data.scores),
         task=batch.task,
-        metrics=names,
+        metrics=model_metric_names(data, batch, request),
         n_classes=None if regression else len(classes),
         positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
         class_names=None if regression else [str(c) for c in classes],
@@ -160,7 +166,8 @@ def run_evaluation(
     progress(0.05)
     data = evaluation_data(table, batch)
     findings: list[Finding] = []
-    prepared: PreparedSide | None = None
+    baseline_results: list[BaselineResult] = []
+    baseline_findings: list[Finding] = []
     if data.y_true.size == 0:
         report = _no_labels_report(batch, request, data)
         findings.append(
@@ -172,7 +179,18 @@ def run_evaluation(
             )
         )
     elif request.baselines is not None:
-        prepared = prepare_model(data, batch, request)
+        # the model is prepared with the baselines' statistics, while the other batches are read
+        prepared, baseline_results, baseline_findings = run_baselines(
+            store,
+            batch,
+            request,
+            labeled_rows(table, data),
+            lambda: prepare_model(data, batch, request),
+            metrics=model_metric_names(data, batch, request),
+            progress=lambda f: progress(0.05 + 0.15 * f),
+            threads=settings.job_threads,
+        )
+        assert prepared.report is not None
         report = prepared.report.model_copy()
     else:
         report = compute_metrics(data, batch, request)
@@ -195,13 +213,7 @@ def run_evaluation(
         )
         findings += robustness_findings
     progress(0.6)
-    baseline_results = []
-    if prepared is not None:
-        rows = labeled_rows(table, data)
-        baseline_results, baseline_findings = run_baselines(
-            store, batch, request, rows, prepared, progress=lambda f: progress(0.6 + 0.2 * f)
-        )
-        findings += baseline_findings
+    findings += baseline_findings
     slices = None
     if request.slices is not None and data.y_true.size > 0:
         labeled = table.filter(pc.is_valid(table.column(LABEL)))

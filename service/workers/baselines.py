@@ -128,9 +128,10 @@ class PreparedSide:
     class_gradients: dict[str, np.ndarray | None] | None = field(default=None, repr=False)
     #: the class code every row predicts (a zero rule), None when predictions vary
     constant_prediction: int | None = None
-    #: :func:`paired_joint_counts` of (y_true, ``joint_model``'s y_pred, this side's y_pred)
+    #: :func:`paired_joint_counts` of (y_true, ``joint_pred``, this side's y_pred)
     joint: np.ndarray | None = field(default=None, repr=False)
-    joint_model: PreparedSide | None = field(default=None, repr=False)
+    #: the model predictions ``joint`` was counted with (:func:`compare` checks they are its model's)
+    joint_pred: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -413,7 +414,7 @@ def prepare_side(
     n_classes: int | None = None,
     positive: int | None = None,
     class_names: Sequence[str] | None = None,
-    paired_with: PreparedSide | None = None,
+    paired_with: Side | PreparedSide | None = None,
 ) -> PreparedSide:
     """Validate a side and compute its metric values, report and delta-method gradients once.
 
@@ -428,10 +429,12 @@ def prepare_side(
         Classification only, as :func:`~service.workers.metrics.classification_metrics`.
     class_names : sequence of str, optional
         Classification only: names for the report (default the codes).
-    paired_with : PreparedSide, optional
+    paired_with : Side or PreparedSide, optional
         Classification only: the model this side will be compared with, paired (same
         rows, same ``y_true``). The joint counts :func:`compare` needs are then counted
-        here, in the pass that also gives this side's confusion counts.
+        here, in the pass that also gives this side's confusion counts. A raw
+        :class:`Side` (validated codes) lets a baseline be prepared while the model
+        itself is still being prepared, e.g. in another thread.
 
     Returns
     -------
@@ -460,11 +463,14 @@ def prepare_side(
     if len(names_list) != n_classes or len(set(names_list)) != n_classes:
         raise ValueError(f"class_names must hold {n_classes} distinct names, got {names_list!r}.")
     joint = None
-    if paired_with is not None and paired_with.task == task and paired_with.n_classes == n_classes:
-        _check_same_rows(paired_with.side.y_true, yt)
+    paired = paired_with.side if isinstance(paired_with, PreparedSide) else paired_with
+    if isinstance(paired_with, PreparedSide) and paired_with.n_classes != n_classes:
+        paired = None
+    if paired is not None:
+        _check_same_rows(paired.y_true, yt)
         # the (true, model, this side) counts summed over the model's predictions are this
         # side's confusion counts (integers: exact)
-        joint = paired_joint_counts(paired_with.side.y_true, paired_with.side.y_pred, yp, n_classes=n_classes)
+        joint = paired_joint_counts(paired.y_true, paired.y_pred, yp, n_classes=n_classes)
         cm = joint.reshape(n_classes, n_classes, n_classes).sum(axis=1)
     else:
         cm = confusion_counts(yt, yp, n_classes=n_classes)
@@ -497,7 +503,7 @@ def prepare_side(
         confusion=cm,
         report=report,
         joint=joint,
-        joint_model=None if joint is None else paired_with,
+        joint_pred=None if paired is None else paired.y_pred,
     )
 
 
@@ -724,9 +730,16 @@ def _check_names(metrics: Sequence[str], primary_metric: str) -> list[str]:
 
 
 def _constant_joint(m: PreparedSide, b: PreparedSide) -> np.ndarray | None:
-    """Joint (true, model, baseline) counts when the baseline predicts one class on every
-    row: the model's confusion counts in that baseline column (no pass over the rows)."""
-    if b.joint is not None and b.joint_model is m:
+    """Joint (true, model, baseline) counts without a pass over the rows: counted when the
+    baseline was prepared against these very predictions (or equal ones: an O(n) check), or,
+    when the baseline predicts one class on every row, the model's confusion counts in that
+    baseline column."""
+    counted = b.joint_pred
+    if (
+        b.joint is not None
+        and counted is not None
+        and (counted is m.side.y_pred or np.array_equal(counted, m.side.y_pred))
+    ):
         return b.joint
     if b.constant_prediction is None or m.confusion is None or m.n_classes is None:
         return None

@@ -59,6 +59,7 @@ from schemas.calibration import (
     ThresholdChoice,
 )
 from service.workers.metrics import check_classification_inputs
+from service.workers.sorting import sort_floats
 
 __all__ = [
     "RiskCoverageCurve",
@@ -173,10 +174,10 @@ class _RankedRows:
             raise ValueError(
                 f"confidence and correct must be 1-D of equal length, got {conf.shape} and {ok.shape}."
             )
-        order = np.argsort(conf)
+        order, ordered = sort_floats(conf)
         errors_before = np.zeros(conf.size + 1, dtype=np.int64)
         np.cumsum(~ok[order], out=errors_before[1:])
-        return cls(conf[order], errors_before)
+        return cls(ordered, errors_before)
 
     @property
     def n(self) -> int:

@@ -41,6 +41,7 @@ from typing import Literal
 import numpy as np
 
 from schemas.metrics import ClassMetrics, ConfusionMatrix, MetricsReport
+from service.workers.sorting import sort_floats
 
 Task = Literal["binary", "multiclass", "regression"]
 Source = Literal["confusion", "scores", "values"]
@@ -539,10 +540,10 @@ class _Curve:
 
     @classmethod
     def of(cls, is_pos: np.ndarray, score: np.ndarray, *, reorder: bool) -> tuple[_Curve, np.ndarray]:
-        # Unstable argsort is fine: within a run of ties only the run's end is used,
-        # and cumulative sums at the end do not depend on the order inside the run.
-        desc = np.argsort(score)[::-1]
-        s = score[desc]
+        # Within a run of ties only the run's end is used, and cumulative sums at the end do
+        # not depend on the order inside the run; sort_floats is the fast stable argsort.
+        ascending, s = sort_floats(score)
+        desc, s = ascending[::-1], s[::-1]
         changes = s[1:] != s[:-1]
         ends: np.ndarray | None = None
         if not changes.all():
@@ -813,8 +814,8 @@ class RegressionStatistics:
         self.row_order: np.ndarray | None = None
         if presort and "median_ae" in self.names:
             # ties in |e| have equal values, so an unstable sort gives the same medians
-            self.row_order = np.argsort(abs_err)
-            y, abs_err = y[self.row_order], abs_err[self.row_order]
+            self.row_order, abs_err = sort_floats(abs_err)
+            y = y[self.row_order]
         self.n_rows = int(y.size)
         self._y = y
         self._abs = abs_err
@@ -834,8 +835,8 @@ class RegressionStatistics:
             m = a.size // 2
             return float(a[m]) if a.size % 2 else float((a[m - 1] + a[m]) / 2)
         if self.row_order is None:
-            order = np.argsort(a)
-            a, weights = a[order], weights[order]
+            order, a = sort_floats(a)
+            weights = weights[order]
         # sklearn _weighted_percentile(average=True) on rows sorted by |e|: take the
         # first row whose cumulative weight reaches W/2; average it with the next
         # row of positive weight when the CDF hits W/2 exactly.

@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from tests.api.conftest import batch_body
+from service.jobs.worker import JobWorker
+from tests.api.conftest import batch_body, binary_columns
 from tests.api.test_batches import assert_problem
 from tests.api.test_evaluations import evaluate
 
@@ -277,3 +278,67 @@ async def test_baseline_batches_must_exist_and_match_the_task(client: httpx.Asyn
         response = await client.post("/v1/evaluations", json={"batch_id": batch_id, "baselines": baselines})
         problem = assert_problem(response, 422)
         assert problem["errors"][0]["field"] == field, problem
+
+
+async def _full_panel(client: httpx.AsyncClient) -> tuple[dict[str, Any], str]:
+    """A scored model, a human batch and a champion on the same ids, and every baseline kind."""
+    cols = binary_columns(600, seed=11)
+    rng = np.random.default_rng(12)
+    label = np.array(cols["label"])
+    model_id = await post(client, batch_body(cols))
+    champion = batch_body(cols)
+    champion["model"] = {"name": "champion", "version": "q3"}
+    champion["columns"]["score"] = np.clip(0.2 * label + 0.8 * rng.random(label.size), 0, 1).round(6).tolist()
+    champion_id = await post(client, champion)
+    human_id = await post(
+        client,
+        {
+            "model": {"name": "humans", "version": "1"},
+            "task": "binary",
+            "positive_class": 1,
+            "columns": {
+                "sample_id": cols["sample_id"][50:],
+                "prediction": np.where(rng.random(550) < 0.8, label[50:], 1 - label[50:]).tolist(),
+            },
+        },
+    )
+    request = {
+        "batch_id": model_id,
+        "metrics": ["accuracy", "f1", "roc_auc", "average_precision", "log_loss"],
+        "baselines": {
+            "random_uniform": True,
+            "random_prior": True,
+            "zero_rule": True,
+            "heuristics": [{"name": "big", "rules": [{"when": "amount > 110", "then": 1}], "otherwise": 0}],
+            "human": {"batch_id": human_id},
+            "existing": [{"name": "champion", "batch_id": champion_id}],
+        },
+    }
+    return request, champion_id
+
+
+async def test_the_panel_is_the_same_with_one_thread_or_several(client: httpx.AsyncClient, app: Any) -> None:
+    """Sides prepared in parallel threads give exactly the sequential result, in request order."""
+    request, _ = await _full_panel(client)
+    panels = []
+    for threads in (1, 2, 3):
+        settings = app.state.settings.model_copy(update={"job_threads": threads})
+        job = (await client.post("/v1/evaluations", json=request)).json()
+        assert JobWorker(app.state.store, settings, worker_id=f"w{threads}").run_once() is not None
+        result = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+        panels.append((result["metrics"], result["baselines"], result["findings"]))
+    assert panels[0] == panels[1] == panels[2]
+    names = [b["name"] for b in panels[0][1]]
+    assert names == ["random_uniform", "random_prior", "zero_rule", "big", "human", "champion"]
+    assert by_kind({"baselines": panels[0][1]})["human"]["pairing"]["model_only_rows"] == 50
+
+
+async def test_a_baseline_batch_deleted_before_the_job_runs_fails_it_clearly(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    request, champion_id = await _full_panel(client)
+    job = (await client.post("/v1/evaluations", json=request)).json()
+    assert (await client.delete(f"/v1/batches/{champion_id}")).status_code == 204
+    assert run_jobs() == 1
+    status = (await client.get(f"/v1/jobs/{job['id']}")).json()
+    assert status["status"] == "failed" and champion_id in status["error"], status

@@ -499,11 +499,20 @@ def test_side_prepared_paired_with_the_model_compares_the_same(k: int, positive:
     model = prepare_side(Side(y, a.argmax(axis=1), sa), **options)
     plain = prepare_side(Side(y.copy(), b.argmax(axis=1), sb), **options)
     joined = prepare_side(Side(y.copy(), b.argmax(axis=1), sb), paired_with=model, **options)
-    assert joined.joint is not None and joined.joint_model is model
+    assert joined.joint is not None and joined.joint_pred is model.side.y_pred
     assert joined.report == plain.report
     assert (joined.confusion == plain.confusion).all() and joined.confusion.dtype == plain.confusion.dtype
     compared = {"paired": True, "primary_metric": "accuracy", **options}
     assert compare(model, joined, **compared) == compare(model, plain, **compared)
+    # paired with the model's raw arrays (prepared while the model is): the same counts
+    raw = prepare_side(Side(y.copy(), b.argmax(axis=1), sb), paired_with=Side(y, a.argmax(axis=1)), **options)
+    assert raw.joint is not None and (raw.joint == joined.joint).all()
+    assert compare(model, raw, **compared) == compare(model, plain, **compared)
+    # counted against other predictions: compare() must not trust those counts
+    other = Side(y, (a.argmax(axis=1) + 1) % k)
+    stale = prepare_side(Side(y.copy(), b.argmax(axis=1), sb), paired_with=other, **options)
+    assert stale.joint is not None and not (stale.joint == joined.joint).all()
+    assert compare(model, stale, **compared) == compare(model, plain, **compared)
     with pytest.raises(ValueError, match="same rows"):
         prepare_side(Side(y[:-1], b.argmax(axis=1)[:-1]), paired_with=model, **options)
 

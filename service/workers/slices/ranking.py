@@ -44,6 +44,7 @@ from functools import cached_property
 import numpy as np
 
 from service.workers.slices.inference import ratio
+from service.workers.sorting import sort_floats
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,9 @@ class Ranking:
 
     @classmethod
     def of(cls, is_pos: np.ndarray, score: np.ndarray, *, placements: bool) -> Ranking:
-        # unstable sort: inside a run of ties only the run matters, never the order
-        desc = np.argsort(score)[::-1]
-        s = score[desc]
+        # inside a run of ties only the run matters, never the order
+        ascending, s = sort_floats(score)
+        desc, s = ascending[::-1], s[::-1]
         changes = s[1:] != s[:-1]
         pos = is_pos[desc]
         n = pos.size
