@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BenchServer, binary_batch, median_time, ratio_table
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import BenchServer, binary_batch, ratio_table
 
 # Polling the job faster than this steals the 2-core machine's CPU from the worker it waits for.
 POLL_SECONDS = 0.02
@@ -61,10 +66,57 @@ def run(client: httpx.Client, request: dict[str, object]) -> dict[str, object]:
         time.sleep(POLL_SECONDS)
 
 
+def interleaved(plain: Callable[[], object], panel: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Median times of two jobs run alternately, so drift and noise hit both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for fn, bucket in ((plain, times[0]), (panel, times[1])):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def in_process(tables: dict[str, pa.Table], panel: dict[str, object], repeat: int) -> tuple[float, float]:
+    """The same two jobs computed in this process (read, compute, result; no HTTP, no queue)."""
+    from schemas.evaluations import EvaluationCreate
+    from service.ingest import ingest_body
+    from service.jobs.evaluate import run_evaluation
+    from service.jobs.submit import submit_evaluation
+    from service.settings import Settings
+    from service.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), workers=0)
+        store = Store.open(settings)
+        spec = {"model": "m", "version": "1", "task": "binary", "positive_class": "1"}
+        ids = {
+            name: store.save_batch(ingest_body(parquet(t), "application/vnd.apache.parquet", spec)).id
+            for name, t in tables.items()
+        }
+        baselines = json.loads(json.dumps(panel["baselines"]))
+        baselines["human"]["batch_id"] = ids["human"]
+        baselines["existing"][0]["batch_id"] = ids["champion"]
+        plain_request = {"batch_id": ids["model"], "metrics": METRICS}
+        jobs = [
+            submit_evaluation(store, settings, EvaluationCreate.model_validate(request))
+            for request in (plain_request, plain_request | {"baselines": baselines})
+        ]
+
+        def runner(job: object) -> Callable[[], object]:
+            return lambda: run_evaluation(store, job, progress=lambda _f: None, settings=settings)  # type: ignore[arg-type]
+
+        for job in jobs:
+            runner(job)()  # warm-up
+        times = interleaved(runner(jobs[0]), runner(jobs[1]), repeat)
+        store.close()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=11)
     args = parser.parse_args()
 
     table = binary_batch(args.rows)
@@ -102,21 +154,29 @@ def main() -> None:
             }
             run(client, plain)  # warm-up, both kinds of job
             run(client, panel)
-            t_plain = median_time(lambda: run(client, plain), repeat=args.repeat)
-            t_panel = median_time(lambda: run(client, panel), repeat=args.repeat)
+            t_plain, t_panel = interleaved(
+                lambda: run(client, plain), lambda: run(client, panel), args.repeat
+            )
             result = run(client, panel)
     finally:
         server.stop()
+    c_plain, c_panel = in_process({"model": table, "champion": champion, "human": human}, panel, args.repeat)
 
-    print(f"\n{args.rows:,} binary rows, 9 metrics, 6 baselines (two of them paired batches)\n")
+    print(f"\n{args.rows:,} binary rows, 9 metrics, 6 baselines (two of them paired batches)")
+    print(f"medians of {args.repeat} runs of each job, alternated\n")
     print(
         ratio_table(
             [
-                ("metrics job + full baseline panel", t_panel, "plain metrics job", t_plain),
-                ("the panel alone (difference)", t_panel - t_plain, "plain metrics job", t_plain),
+                ("job through the service: metrics + full panel", t_panel, "plain metrics job", t_plain),
+                ("job through the service: the panel alone (difference)", t_panel - t_plain,
+                 "plain metrics job", t_plain),
+                ("computation in process: metrics + full panel", c_panel,
+                 "plain metrics computation", c_plain),
+                ("computation in process: the panel alone (difference)", c_panel - c_plain,
+                 "plain metrics computation", c_plain),
             ]
         )
-    )
+    )  # fmt: skip
     print()
     for entry in result["baselines"]:  # type: ignore[union-attr]
         sig = entry["significance"][entry["primary_metric"]]

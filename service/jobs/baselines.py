@@ -25,6 +25,7 @@ from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
 from service.store import Store
 from service.store.records import BatchRecord
 from service.workers import baselines as bw
+from service.workers.sorting import sort_floats
 
 Progress = Callable[[float], None]
 T = TypeVar("T")
@@ -32,11 +33,19 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LabeledRows:
-    """The model batch's labeled rows: ids, arrays for the workers, and the raw table for rules."""
+    """The model batch's labeled rows: arrays for the workers, the raw table for rules, and ids.
 
-    sample_id: pa.Array
+    ``sample_id`` is None when no join needs it: every other batch holds the model's ids in
+    the same order, as their files' id digests show (a million ids not read).
+    """
+
     side: bw.Side
     table: pa.Table
+    sample_id: pa.Array | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.side.y_true.size)
 
 
 @dataclass(frozen=True)
@@ -125,92 +134,149 @@ class _Step:
     prepare: Callable[[], _Prepared] | None = None
 
 
-def run_baselines(
-    store: Store,
-    batch: BatchRecord,
-    request: EvaluationCreate,
-    rows: LabeledRows,
-    prepare_model: Callable[[], bw.PreparedSide],
-    *,
-    metrics: list[str],
-    progress: Progress,
-    threads: int = 1,
-) -> tuple[bw.PreparedSide, list[BaselineResult], list[Finding]]:
-    """Every requested baseline against the model, prepared once (its scores sorted once).
+@dataclass(frozen=True)
+class _Other:
+    """A human or existing baseline batch named by the request."""
 
-    ``prepare_model`` builds the model's side (its metrics and test statistics) for the
-    ``metrics`` compared. With ``threads > 1`` it runs while the other batches are read
-    and prepared (numpy and Arrow release the GIL in their loops, so two cores take about
-    half the time); the comparisons, which need both, follow in the calling thread, in
-    request order. With one thread everything runs in the calling thread.
+    batch_id: str
+    kind: str
+    name: str
 
-    Returns
-    -------
-    tuple
-        The prepared model, one result per baseline (two for a regression zero rule),
-        and the ``worse_than_baseline`` findings.
+
+@dataclass(frozen=True)
+class _Loaded:
+    """Another batch read and decoded: all of its side that does not need the model's rows."""
+
+    record: BatchRecord
+    table: pa.Table
+    y_pred: np.ndarray
+    scores: np.ndarray | None
+    #: its file holds the model's (all labeled) ids in the same order, by digest: no join
+    same_ids: bool
+    #: binary scores sorted while the model's own batch is still being read
+    sorted_scores: tuple[np.ndarray, np.ndarray] | None = None
+
+
+class BaselinePanel:
+    """The baseline panel of one evaluation, started before the model's batch is read.
+
+    Creating it looks up the other batches (human, existing; a missing one raises
+    NotFound) and, with ``threads > 1``, starts reading and decoding them in a thread
+    pool at once, while the job reads its own batch. :meth:`run` then prepares the model
+    (its metrics and test statistics) while the other sides are prepared, and compares.
+    numpy and Arrow release the GIL in their loops, so two cores take about half the time.
+    With one thread everything runs in the calling thread, in order.
+
+    Use as a context manager: leaving it stops the pool (queued work is dropped on error).
     """
-    spec = request.baselines
-    assert spec is not None
-    boot = request.bootstrap
-    panel = Panel(
-        batch=batch,
-        metrics=metrics,
-        primary=primary_metric(request, metrics, batch.task),
-        samples=boot.samples if boot else 1000,
-        confidence=boot.confidence if boot else 0.95,
-        seed=boot.seed if boot else 0,
-    )
-    steps: list[_Step] = []
-    if batch.task != "regression":
-        for strategy, flag in (("uniform", spec.random_uniform), ("prior", spec.random_prior)):
-            if flag:
-                steps.append(_Step(lambda _, model, s=strategy: [_random(panel, model, rows, s)]))
-    if spec.zero_rule:
-        steps.append(_Step(lambda _, model: _zero_rule(panel, model, rows)))
-    for heuristic in spec.heuristics:
-        steps.append(
-            _Step(
-                lambda prepared, model, h=heuristic: [_finish(panel, model, prepared, "heuristic", h.name)],
-                lambda h=heuristic: _heuristic(panel, rows, h),
-            )
+
+    def __init__(self, store: Store, batch: BatchRecord, request: EvaluationCreate, *, threads: int) -> None:
+        spec = request.baselines
+        assert spec is not None
+        self._store, self._batch, self._request = store, batch, request
+        self._threads = max(1, threads)
+        others = [_Other(spec.human.batch_id, "human", "human")] if spec.human is not None else []
+        self._others = others + [_Other(e.batch_id, "existing", e.name) for e in spec.existing]
+        records = {o.batch_id: store.meta.get_batch(o.batch_id) for o in self._others}
+        self._same_ids = {i: _same_ids_as_model(store, batch, r) for i, r in records.items()}
+        self._stack = contextlib.ExitStack()
+        if self._threads > 1:
+            # OpenBLAS' own threads (dot products) spin while they wait for work and would take
+            # the cores our threads run on: one BLAS thread while the panel computes in parallel
+            self._stack.enter_context(_native_pools().limit(limits=1, user_api="blas"))
+        self._pool: Executor = (
+            ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="yardstick-panel")
+            if self._threads > 1
+            else _Inline()
         )
-    others = [(spec.human.batch_id, "human", "human")] if spec.human is not None else []
-    others += [(e.batch_id, "existing", e.name) for e in spec.existing]
-    for batch_id, kind, name in others:
-        steps.append(
-            _Step(
-                lambda prepared, model, k=kind, nm=name: [_finish(panel, model, prepared, k, nm)],
-                lambda b=batch_id: _other_batch(store, panel, rows, b),
-            )
+        self._loads = {
+            i: self._pool.submit(_load_other, store, batch, record, same_ids=self._same_ids[i])
+            for i, record in records.items()
+        }
+
+    def submit(self, fn: Callable[..., T], /, *args: object) -> Future[T]:
+        """Run ``fn(*args)`` in the panel's threads (at once, inline, with one thread)."""
+        return self._pool.submit(fn, *args)
+
+    @property
+    def needs_sample_ids(self) -> bool:
+        """Whether a join needs the model's sample ids (some other batch is not the model's rows)."""
+        return not all(self._same_ids.values())
+
+    def __enter__(self) -> BaselinePanel:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+        self._stack.close()
+
+    def run(
+        self,
+        rows: LabeledRows,
+        prepare_model: Callable[[], bw.PreparedSide],
+        *,
+        metrics: list[str],
+        progress: Progress,
+    ) -> tuple[bw.PreparedSide, list[BaselineResult], list[Finding]]:
+        """Every requested baseline against the model, prepared once (its scores sorted once).
+
+        ``prepare_model`` builds the model's side for the ``metrics`` compared. The
+        comparisons, which need both sides, run in the calling thread, in request order.
+
+        Returns
+        -------
+        tuple
+            The prepared model, one result per baseline (two for a regression zero rule),
+            and the ``worse_than_baseline`` findings.
+        """
+        spec, batch, request = self._request.baselines, self._batch, self._request
+        assert spec is not None
+        boot = request.bootstrap
+        panel = Panel(
+            batch=batch,
+            metrics=metrics,
+            primary=primary_metric(request, metrics, batch.task),
+            samples=boot.samples if boot else 1000,
+            confidence=boot.confidence if boot else 0.95,
+            seed=boot.seed if boot else 0,
         )
-    results: list[BaselineResult] = []
-    # OpenBLAS' own threads (dot products) spin while they wait for work and would take the
-    # cores our threads run on: one BLAS thread while the panel computes in parallel
-    blas = _native_pools().limit(limits=1, user_api="blas") if threads > 1 else contextlib.nullcontext()
-    pool: Executor = (
-        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="yardstick-panel")
-        if threads > 1
-        else _Inline()
-    )
-    with blas, pool:
-        try:
-            model_future = pool.submit(prepare_model)
-            futures: dict[int, Future[_Prepared]] = {}
-            # last to first: the other batches (read, sort, gradients: the costly sides) start first
-            for i in reversed(range(len(steps))):
-                task = steps[i].prepare
-                if task is not None:
-                    futures[i] = pool.submit(task)
-            model = model_future.result()
-            for i, step in enumerate(steps):
-                future = futures.get(i)
-                results += step.finish(None if future is None else future.result(), model)
-                progress((i + 1) / len(steps))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return model, results, [f for r in results if (f := _finding(r)) is not None]
+        steps: list[_Step] = []
+        if batch.task != "regression":
+            for strategy, flag in (("uniform", spec.random_uniform), ("prior", spec.random_prior)):
+                if flag:
+                    steps.append(_Step(lambda _, model, s=strategy: [_random(panel, model, rows, s)]))
+        if spec.zero_rule:
+            steps.append(_Step(lambda _, model: _zero_rule(panel, model, rows)))
+        for heuristic in spec.heuristics:
+            steps.append(
+                _Step(
+                    lambda prepared, model, h=heuristic: [
+                        _finish(panel, model, prepared, "heuristic", h.name)
+                    ],
+                    lambda h=heuristic: _heuristic(panel, rows, h),
+                )
+            )
+        for other in self._others:
+            steps.append(
+                _Step(
+                    lambda prepared, model, o=other: [_finish(panel, model, prepared, o.kind, o.name)],
+                    lambda o=other: _other_batch(self._store, panel, rows, self._loads[o.batch_id].result()),
+                )
+            )
+        model_future = self._pool.submit(prepare_model)
+        futures: dict[int, Future[_Prepared]] = {}
+        # last to first: the other batches (sort, gradients: the costly sides) start first
+        for i in reversed(range(len(steps))):
+            task = steps[i].prepare
+            if task is not None:
+                futures[i] = self._pool.submit(task)
+        model = model_future.result()
+        results: list[BaselineResult] = []
+        for i, step in enumerate(steps):
+            future = futures.get(i)
+            results += step.finish(None if future is None else future.result(), model)
+            progress((i + 1) / len(steps))
+        return model, results, [f for r in results if (f := _finding(r)) is not None]
 
 
 class _Inline(Executor):
@@ -249,7 +315,7 @@ def _entry(
 
 
 def _paired(rows: LabeledRows) -> Pairing:
-    n = len(rows.sample_id)
+    n = rows.n
     return Pairing(mode="paired", shared_rows=n, model_only_rows=0, baseline_only_rows=0)
 
 
@@ -353,38 +419,46 @@ def _finish(
     return _entry(kind, name, prepared.side.report, comparison, prepared.pairing, panel, prepared.details)
 
 
-def _other_batch(store: Store, panel: Panel, rows: LabeledRows, batch_id: str) -> _Prepared:
-    """Another batch's side, joined to the model's labeled rows by sample_id when they share ids."""
-    other = store.meta.get_batch(batch_id)
+def _load_other(store: Store, batch: BatchRecord, other: BatchRecord, *, same_ids: bool) -> _Loaded:
+    """Read another batch's predictions and scores in the model batch's class order (no labels:
+    paired rows take their ground truth from the model's batch; ids only when a join needs them)."""
     stored = [c["name"] for c in other.columns if c["role"] != "feature"]
+    wanted = [c for c in stored if c != LABEL and not (same_ids and c == SAMPLE_ID)]
+    table = store.files.read(other.data_path, columns=wanted)
+    y_pred, scores = _predictions(table, batch)
+    # sorting needs no labels: done now, so preparing the side later does not wait for it
+    presorted = sort_floats(scores) if same_ids and scores is not None and scores.ndim == 1 else None
+    return _Loaded(other, table, y_pred, scores, same_ids, presorted)
+
+
+def _other_batch(store: Store, panel: Panel, rows: LabeledRows, loaded: _Loaded) -> _Prepared:
+    """Another batch's side, joined to the model's labeled rows by sample_id when they share ids."""
+    other, table = loaded.record, loaded.table
     details: dict[str, object] = {
         "batch_id": other.id,
         "model": {"name": other.model_name, "version": other.model_version},
     }
-    # Paired rows take their ground truth from the model's batch: the other batch's labels
-    # are read only when nothing is shared (an unpaired comparison needs them).
-    wanted = [c for c in stored if c != LABEL]
-    if _same_ids_as_model(store, panel.batch, other, rows):
+    n_other = table.num_rows
+    if loaded.same_ids and n_other == rows.n:
         # Same ids in the same order (equal digests of the whole files' ids, and every model
         # row labeled): no need to read a million ids, let alone compare them.
-        table = store.files.read(other.data_path, columns=[c for c in wanted if c != SAMPLE_ID])
-        return _all_rows_shared(panel, rows, table, details)
-    table = store.files.read(other.data_path, columns=wanted)
-    other_ids = table.column(SAMPLE_ID)
-    n_other = len(other_ids)
-    model_ids = pa.chunked_array([rows.sample_id]) if isinstance(rows.sample_id, pa.Array) else rows.sample_id
+        return _all_rows_shared(panel, rows, loaded, details)
+    if SAMPLE_ID in table.column_names:
+        other_ids = table.column(SAMPLE_ID)
+    else:  # the digests matched when the job started, but the labeled rows have changed since
+        other_ids = store.files.read(other.data_path, columns=[SAMPLE_ID]).column(SAMPLE_ID)
+    model_ids = _model_ids(store, panel.batch, rows)
     if n_other == len(model_ids) and other_ids.type == model_ids.type and other_ids.equals(model_ids):
         # The common case (same rows, same order): no hash join over a million strings, and
         # no gather or copy of the model's rows (chunk layouts may differ; equals compares values).
-        return _all_rows_shared(panel, rows, table, details)
-    other_ids_flat = other_ids.combine_chunks()
-    position = pc.index_in(rows.sample_id, value_set=other_ids_flat)  # model row -> other row (or null)
+        return _all_rows_shared(panel, rows, loaded, details)
+    position = pc.index_in(model_ids, value_set=other_ids.combine_chunks())  # model row -> other row
     shared = pc.is_valid(position).to_numpy(zero_copy_only=False)
     take = position.drop_null().to_numpy()
     n_shared = int(shared.sum())
     if n_shared > 0:
         everything = n_shared == shared.size
-        y_pred, scores = _predictions(table, panel.batch)
+        y_pred, scores = loaded.y_pred, loaded.scores
         # The model side, already prepared (sorted once) when every labeled row is shared.
         model_side = (
             None
@@ -417,7 +491,7 @@ def _other_batch(store: Store, panel: Panel, rows: LabeledRows, batch_id: str) -
             "ground truth from the model's batch",
         )
         return _Prepared(other_side, pairing, details, model_side=model_side)
-    if LABEL in stored:
+    if any(c["name"] == LABEL for c in other.columns):
         table = table.append_column(LABEL, store.files.read(other.data_path, columns=[LABEL]).column(LABEL))
     codes = _as_model_codes(table, panel.batch)
     labeled = codes.labeled
@@ -439,31 +513,38 @@ def _other_batch(store: Store, panel: Panel, rows: LabeledRows, batch_id: str) -
     return _Prepared(unpaired_side, pairing, details, paired=False)
 
 
+def _model_ids(store: Store, batch: BatchRecord, rows: LabeledRows) -> pa.ChunkedArray:
+    """The model's labeled rows' ids: as read with the batch, or read now (rare: see _other_batch)."""
+    if rows.sample_id is not None:
+        ids = rows.sample_id
+    else:
+        table = store.files.read(batch.data_path, columns=[SAMPLE_ID, LABEL])
+        ids = table.filter(pc.is_valid(table.column(LABEL))).column(SAMPLE_ID)
+    return pa.chunked_array([ids]) if isinstance(ids, pa.Array) else ids
+
+
 def _all_rows_shared(
-    panel: Panel, rows: LabeledRows, table: pa.Table, details: dict[str, object]
+    panel: Panel, rows: LabeledRows, loaded: _Loaded, details: dict[str, object]
 ) -> _Prepared:
     """The other batch's rows are the model's labeled rows, in order: paired on all of them."""
-    y_pred, scores = _predictions(table, panel.batch)
     side = panel.prepare(
-        bw.Side(y_true=rows.side.y_true, y_pred=y_pred, scores=scores), paired_with=rows.side
+        bw.Side(rows.side.y_true, loaded.y_pred, loaded.scores, sorted_scores=loaded.sorted_scores),
+        paired_with=rows.side,
     )
     return _Prepared(side, _paired(rows), details)
 
 
-def _same_ids_as_model(store: Store, batch: BatchRecord, other: BatchRecord, rows: LabeledRows) -> bool:
-    """Whether ``other``'s file holds exactly the model's labeled rows' ids, in order, by the
-    digests written with both files (False when either lacks one: the caller compares ids)."""
+def _same_ids_as_model(store: Store, batch: BatchRecord, other: BatchRecord) -> bool:
+    """Whether ``other``'s file holds exactly the model's ids, in order, every model row labeled,
+    by the digests written with both files (False when either lacks one: ids are then joined)."""
+    if batch.labeled_rows != batch.rows:
+        return False
     try:
         n_model, model_digest = store.files.footer(batch.data_path)
         n_other, other_digest = store.files.footer(other.data_path)
     except OSError:
         return False
-    return (
-        model_digest is not None
-        and model_digest == other_digest
-        # every row of the model's file is labeled, so its labeled ids are all of its ids
-        and n_model == n_other == len(rows.sample_id)
-    )
+    return model_digest is not None and model_digest == other_digest and n_model == n_other == batch.rows
 
 
 def _predictions(table: pa.Table, batch: BatchRecord) -> tuple[np.ndarray, np.ndarray | None]:

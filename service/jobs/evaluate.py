@@ -6,6 +6,7 @@ options and return result models; the store gets a JSON document back.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from schemas.results import EvaluationResult, Finding
 from service.errors import InvalidInput
 from service.expressions import parse
 from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, SCORE, score_column
-from service.jobs.baselines import LabeledRows, run_baselines
+from service.jobs.baselines import BaselinePanel, LabeledRows
 from service.jobs.gates import check_gates
 from service.jobs.probabilities import regression_confidence, run_calibration, run_confidence
 from service.jobs.robustness import run_robustness
@@ -33,6 +34,7 @@ from service.store.records import BatchRecord, JobRecord
 from service.workers import bootstrap as bootstrap_worker
 from service.workers import metrics as metrics_worker
 from service.workers.baselines import PreparedSide, Side, prepare_side
+from service.workers.sorting import sort_floats
 
 Progress = Callable[[float], None]
 
@@ -52,11 +54,12 @@ def metric_columns(batch: BatchRecord) -> list[str]:
     return [c["name"] for c in batch.columns if c["role"] in ("label", "prediction", "score", "interval")]
 
 
-def baseline_columns(request: EvaluationCreate) -> list[str]:
-    """Extra columns the baseline panel reads: sample ids for joins, and the rules' columns."""
+def baseline_columns(request: EvaluationCreate, *, sample_ids: bool = True) -> list[str]:
+    """Extra columns the baseline panel reads: sample ids for joins (when one is needed), and
+    the rules' columns."""
     if request.baselines is None:
         return []
-    names = {SAMPLE_ID}
+    names = {SAMPLE_ID} if sample_ids else set()
     for heuristic in request.baselines.heuristics:
         for rule in heuristic.rules:
             names |= parse(rule.when).columns()
@@ -71,9 +74,11 @@ def _labeled(table: pa.Table) -> pa.Table:
 
 
 def labeled_rows(table: pa.Table, data: EvaluationData) -> LabeledRows:
+    """The labeled rows for the baseline panel (with their ids when the table has them)."""
     labeled = _labeled(table)
     side = Side(y_true=data.y_true, y_pred=data.y_pred, scores=data.scores)
-    return LabeledRows(sample_id=labeled.column(SAMPLE_ID).combine_chunks(), side=side, table=labeled)
+    ids = labeled.column(SAMPLE_ID).combine_chunks() if SAMPLE_ID in labeled.column_names else None
+    return LabeledRows(side=side, table=labeled, sample_id=ids)
 
 
 def evaluation_data(table: pa.Table, batch: BatchRecord) -> EvaluationData:
@@ -141,12 +146,20 @@ def model_metric_names(data: EvaluationData, batch: BatchRecord, request: Evalua
     return list(names)
 
 
-def prepare_model(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> PreparedSide:
-    """The model's metrics together with what the baseline tests need, from one pass over its scores."""
+def prepare_model(
+    data: EvaluationData,
+    batch: BatchRecord,
+    request: EvaluationCreate,
+    sorted_scores: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PreparedSide:
+    """The model's metrics together with what the baseline tests need, from one pass over its scores.
+
+    ``sorted_scores``: binary only, :func:`~service.workers.sorting.sort_floats` of ``data.scores``.
+    """
     classes = batch.classes or []
     regression = batch.task == "regression"
     return prepare_side(
-        Side(data.y_true, data.y_pred, data.scores),
+        Side(data.y_true, data.y_pred, data.scores, sorted_scores=sorted_scores),
         task=batch.task,
         metrics=model_metric_names(data, batch, request),
         n_classes=None if regression else len(classes),
@@ -155,45 +168,72 @@ def prepare_model(data: EvaluationData, batch: BatchRecord, request: EvaluationC
     )
 
 
+@dataclass(frozen=True)
+class _ModelSection:
+    """The batch's rows as read, the model's metrics, and the baseline panel's results."""
+
+    table: pa.Table
+    data: EvaluationData
+    report: MetricsReport
+    findings: list[Finding]
+    baselines: list[BaselineResult]
+    baseline_findings: list[Finding]
+
+
+def _model_section(
+    store: Store, batch: BatchRecord, request: EvaluationCreate, settings: Settings, progress: Progress
+) -> _ModelSection:
+    """Read the batch and compute the model's metrics, with the baseline panel when requested.
+
+    The panel's other batches start loading before this batch is read (in the job's threads).
+    """
+    with contextlib.ExitStack() as stack:
+        panel = None
+        if request.baselines is not None:
+            panel = stack.enter_context(BaselinePanel(store, batch, request, threads=settings.job_threads))
+        ids = panel is not None and panel.needs_sample_ids
+        wanted = (
+            metric_columns(batch) + baseline_columns(request, sample_ids=ids) + slice_columns(request, batch)
+        )
+        table = store.files.read(batch.data_path, columns=list(dict.fromkeys(wanted)))
+        progress(0.05)
+        presorted = None
+        if panel is not None and batch.task == "binary" and table.column(LABEL).null_count == 0:
+            # every row is labeled, so these are the model's scores: sorted while labels are decoded
+            scores = score_matrix(table, batch)
+            presorted = None if scores is None else panel.submit(sort_floats, scores)
+        data = evaluation_data(table, batch)
+        if data.y_true.size == 0:
+            no_labels = Finding(
+                kind="no_labeled_rows",
+                severity="critical",
+                message="No row has a label, so no metric could be computed.",
+                details={"rows": batch.rows, "fix": f"PUT /v1/batches/{batch.id}/labels"},
+            )
+            report = _no_labels_report(batch, request, data)
+            return _ModelSection(table, data, report, [no_labels], [], [])
+        if panel is None:
+            return _ModelSection(table, data, compute_metrics(data, batch, request), [], [], [])
+        # the model is prepared with the baselines' statistics, while the other sides are
+        prepared, baselines, baseline_findings = panel.run(
+            labeled_rows(table, data),
+            lambda: prepare_model(data, batch, request, None if presorted is None else presorted.result()),
+            metrics=model_metric_names(data, batch, request),
+            progress=lambda f: progress(0.05 + 0.15 * f),
+        )
+        assert prepared.report is not None
+        return _ModelSection(table, data, prepared.report.model_copy(), [], baselines, baseline_findings)
+
+
 def run_evaluation(
     store: Store, job: JobRecord, *, progress: Progress, settings: Settings | None = None
 ) -> EvaluationResult:
     settings = settings or Settings()
     request = EvaluationCreate.model_validate(job.request)
     batch = store.meta.get_batch(request.batch_id)
-    wanted = metric_columns(batch) + baseline_columns(request) + slice_columns(request, batch)
-    table = store.files.read(batch.data_path, columns=list(dict.fromkeys(wanted)))
-    progress(0.05)
-    data = evaluation_data(table, batch)
-    findings: list[Finding] = []
-    baseline_results: list[BaselineResult] = []
-    baseline_findings: list[Finding] = []
-    if data.y_true.size == 0:
-        report = _no_labels_report(batch, request, data)
-        findings.append(
-            Finding(
-                kind="no_labeled_rows",
-                severity="critical",
-                message="No row has a label, so no metric could be computed.",
-                details={"rows": batch.rows, "fix": f"PUT /v1/batches/{batch.id}/labels"},
-            )
-        )
-    elif request.baselines is not None:
-        # the model is prepared with the baselines' statistics, while the other batches are read
-        prepared, baseline_results, baseline_findings = run_baselines(
-            store,
-            batch,
-            request,
-            labeled_rows(table, data),
-            lambda: prepare_model(data, batch, request),
-            metrics=model_metric_names(data, batch, request),
-            progress=lambda f: progress(0.05 + 0.15 * f),
-            threads=settings.job_threads,
-        )
-        assert prepared.report is not None
-        report = prepared.report.model_copy()
-    else:
-        report = compute_metrics(data, batch, request)
+    model = _model_section(store, batch, request, settings, progress)
+    table, data, report = model.table, model.data, model.report
+    findings: list[Finding] = list(model.findings)
     progress(0.2)
     if request.bootstrap is not None and data.y_true.size > 0:
         report.intervals = _bootstrap(data, batch, request, report, progress)
@@ -213,7 +253,7 @@ def run_evaluation(
         )
         findings += robustness_findings
     progress(0.6)
-    findings += baseline_findings
+    findings += model.baseline_findings
     slices = None
     if request.slices is not None and data.y_true.size > 0:
         labeled = table.filter(pc.is_valid(table.column(LABEL)))
@@ -260,7 +300,7 @@ def run_evaluation(
         intervals=report.intervals,
         per_class=report.per_class,
         confusion_matrix=report.confusion_matrix,
-        baselines=baseline_results,
+        baselines=model.baselines,
         calibration=calibration,
         confidence=confidence,
         robustness=robustness,

@@ -99,11 +99,15 @@ class Side:
     scores : ndarray of shape (n,) or (n, K), optional
         Probabilities as :func:`~service.workers.metrics.classification_metrics`
         (None: the side's score metrics are undefined).
+    sorted_scores : tuple of ndarray, optional
+        Binary only: :func:`~service.workers.sorting.sort_floats` of ``scores``, when
+        already sorted (e.g. in another thread while the labels were decoded).
     """
 
     y_true: np.ndarray
     y_pred: np.ndarray
     scores: np.ndarray | None = None
+    sorted_scores: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -477,7 +481,10 @@ def prepare_side(
     conf = [m for m in names if METRICS[m].source == "confusion"]
     values = {m: float(v) for m, v in confusion_metric_values(cm, conf, positive=positive).items()}
     score_names = [m for m in names if METRICS[m].source == "scores"]
-    score_values, gradients, n_clipped = _score_side(yt, sc, cm, positive=positive, names=score_names)
+    presorted = side.sorted_scores if positive is not None else None
+    score_values, gradients, n_clipped = _score_side(
+        yt, sc, cm, positive=positive, names=score_names, presorted=presorted
+    )
     values.update(score_values)
     scoreless = score_names if sc is None else []
     reported = [m for m in names if m not in scoreless]
@@ -508,7 +515,13 @@ def prepare_side(
 
 
 def _score_side(
-    y_true: np.ndarray, scores: np.ndarray | None, cm: np.ndarray, *, positive: int | None, names: list[str]
+    y_true: np.ndarray,
+    scores: np.ndarray | None,
+    cm: np.ndarray,
+    *,
+    positive: int | None,
+    names: list[str],
+    presorted: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray | None], int]:
     """Values and gradients of the score metrics (NaN / None without scores or rows), and
     the number of rows whose true class got probability 0."""
@@ -531,7 +544,9 @@ def _score_side(
             p_true = shared
         n_clipped = int(cm.sum(axis=1)[p_true <= 0].sum())
     else:
-        stats = ScoreStatistics(y_true, scores, n_classes=k, positive=positive, names=names)
+        stats = ScoreStatistics(
+            y_true, scores, n_classes=k, positive=positive, names=names, presorted=presorted
+        )
         values.update(stats.values())
         # stats is not used again: its per-row losses become the gradients in place
         gradients.update(

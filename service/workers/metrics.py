@@ -539,10 +539,17 @@ class _Curve:
     ends: np.ndarray | None
 
     @classmethod
-    def of(cls, is_pos: np.ndarray, score: np.ndarray, *, reorder: bool) -> tuple[_Curve, np.ndarray]:
+    def of(
+        cls,
+        is_pos: np.ndarray,
+        score: np.ndarray,
+        *,
+        reorder: bool,
+        presorted: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[_Curve, np.ndarray]:
         # Within a run of ties only the run's end is used, and cumulative sums at the end do
         # not depend on the order inside the run; sort_floats is the fast stable argsort.
-        ascending, s = sort_floats(score)
+        ascending, s = sort_floats(score) if presorted is None else presorted
         desc, s = ascending[::-1], s[::-1]
         changes = s[1:] != s[:-1]
         ends: np.ndarray | None = None
@@ -680,6 +687,9 @@ class ScoreStatistics:
         Positive class code (binary) or None (multiclass one-vs-rest).
     names : iterable of str
         The score metrics that will be asked for (the rest is not prepared).
+    presorted : tuple of ndarray, optional
+        Binary only: :func:`~service.workers.sorting.sort_floats` of ``scores``, when the
+        caller sorted them already (say, in another thread while it read other data).
 
     Attributes
     ----------
@@ -697,6 +707,7 @@ class ScoreStatistics:
         n_classes: int,
         positive: int | None,
         names: Iterable[str],
+        presorted: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.names = [n for n in names if METRICS[n].source == "scores"]
         want = set(self.names)
@@ -742,7 +753,9 @@ class ScoreStatistics:
         if brier_rows is not None:
             self.row_losses["brier_score"] = brier_rows
         if positive is not None and want & {"roc_auc", "average_precision"}:
-            curve, desc = _Curve.of(is_pos, scores, reorder=False)
+            if presorted is not None and presorted[0].shape != scores.shape:
+                raise ValueError(f"presorted holds {presorted[0].shape} rows, scores {scores.shape}.")
+            curve, desc = _Curve.of(is_pos, scores, reorder=False, presorted=presorted)
             self.curves = [curve]
             self.row_order = desc
 

@@ -549,39 +549,38 @@ def _distinct_ranking_gradients(
     n_neg = float(n) - n_pos
     if n_pos <= 0 or n_neg <= 0:
         return None
-    # n-row temporaries are costly (fresh pages): the depths 1..n are rebuilt in place
-    negative = ~is_pos
+    # 0/1 weights: products with them are several times cheaper than masked copies
+    pos = is_pos.astype(np.float64)
     out: dict[str, np.ndarray] = {}
-    h: np.ndarray | None = None
     if "roc_auc" in want:
         c = 1.0 / (n_pos * n_neg)
         sum_pos_fp = n_pos * (n + 1.0) - float(tp.sum()) - n_pos * (n_pos + 1.0) / 2.0
         auc = 1.0 - sum_pos_fp * c
-        h = np.arange(1.0, n + 1.0)
-        h *= c
-        h -= (1.0 - auc) / n_pos
-        np.copyto(h, auc / n_neg, where=negative)
-        g = tp * c
-        g -= h
+        # [pos] ((1 - AUC) / P + AUC / N - d c) + TP c - AUC / N
+        g = np.arange(1.0, n + 1.0)
+        g *= -c
+        g += (1.0 - auc) / n_pos + auc / n_neg
+        g *= pos
+        g -= auc / n_neg
+        g += tp * c
         out["roc_auc"] = g
     if "average_precision" in want:
-        precision = np.arange(1.0, n + 1.0)
-        s1 = np.reciprocal(precision)
-        np.divide(tp, precision, out=precision)
-        np.copyto(s1, 0.0, where=negative)
-        # sum over the positives of TP / d as one dot product (s1 = [pos] / d), not a masked sum
-        ap = float(np.dot(tp, s1)) / n_pos
-        # the AUC's scratch row serves as S2
-        s2 = np.multiply(s1, precision, out=h)
+        inverse = np.arange(1.0, n + 1.0)
+        np.reciprocal(inverse, out=inverse)
+        s1 = pos * inverse  # [pos] / d
+        precision = np.multiply(tp, inverse, out=inverse)
+        # sum over the positives of TP / d as one dot product, not a masked sum
+        ap = float(np.dot(s1, tp)) / n_pos
+        s2 = s1 * precision  # [pos] TP / d^2
         np.cumsum(s1[::-1], out=s1[::-1])
         np.cumsum(s2[::-1], out=s2[::-1])
+        # [pos] (TP / d + S1 - AP) - S2, over P
         precision += s1
-        precision -= s2
         precision -= ap
+        precision *= pos
+        precision -= s2
         precision /= n_pos
-        s2 /= -n_pos
-        np.copyto(s2, precision, where=is_pos)
-        out["average_precision"] = s2
+        out["average_precision"] = precision
     return out
 
 

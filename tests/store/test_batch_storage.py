@@ -9,13 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sklearn.metrics import roc_auc_score
 from sqlalchemy import text
 
 from schemas.evaluations import EvaluationCreate
 from service.ingest import ingest_body
 from service.ingest.canonical import BatchSpec, CanonicalBatch
 from service.jobs import baselines as baselines_job
-from service.jobs.evaluate import class_codes, run_evaluation
+from service.jobs.evaluate import class_codes, evaluation_data, labeled_rows, metric_columns, run_evaluation
 from service.jobs.submit import submit_evaluation
 from service.settings import Settings
 from service.store import Store
@@ -157,13 +158,62 @@ def test_the_baseline_panel_is_the_same_with_or_without_id_digests(
     seen: list[bool] = []
     same_ids = baselines_job._same_ids_as_model
     monkeypatch.setattr(baselines_job, "_same_ids_as_model", lambda *a: seen.append(same_ids(*a)) or seen[-1])
+    read = store.files.read
+    columns_read: list[tuple[str, list[str]]] = []
+
+    def spy(path: str, columns: list[str] | None = None) -> pa.Table:
+        columns_read.append((path, list(columns or [])))
+        return read(path, columns=columns)
+
+    monkeypatch.setattr(store.files, "read", spy)
     with_digests = panel()
     assert seen == [order == "same"] * 2  # the human and the champion skip reading ids only when they match
+    # nobody reads a million ids when the digests show they are the same, in the same order
+    assert any(c == "sample_id" for _path, cs in columns_read for c in cs) == (order == "shuffled")
     footer = store.files.footer
     monkeypatch.setattr(store.files, "footer", lambda path: (footer(path)[0], None))
     assert panel() == with_digests
     kinds = {entry["kind"]: entry for entry in with_digests}
     assert kinds["human"]["pairing"]["shared_rows"] == n  # type: ignore[index]
+    store.close()
+
+
+def test_ids_skipped_at_the_start_are_read_when_the_labeled_rows_no_longer_match(settings: Settings) -> None:
+    """The digest check runs when the job starts; if the model's labeled rows are not the other
+    file's rows after all, the ids skipped then are read and joined."""
+    store = Store.open(settings)
+    n = 60
+    rng = np.random.default_rng(5)
+    ids = pa.array([f"s{i}" for i in range(n)])
+    label = pa.array([None] * 10 + rng.integers(0, 2, n - 10).tolist(), pa.int64())
+    model = pa.table({"sample_id": ids, "label": label, "score": rng.random(n)})
+    champion = pa.table({"sample_id": ids, "score": rng.random(n)})
+    spec = {"model": "m", "version": "1", "task": "binary", "positive_class": "1"}
+    model_id, champion_id = (
+        store.save_batch(ingest_body(_parquet(t), "application/vnd.apache.parquet", spec)).id
+        for t in (model, champion)
+    )
+    batch, other = store.meta.get_batch(model_id), store.meta.get_batch(champion_id)
+    assert store.files.footer(batch.data_path)[1] == store.files.footer(other.data_path)[1]
+    table = store.files.read(batch.data_path, columns=metric_columns(batch))  # no ids
+    rows = labeled_rows(table, evaluation_data(table, batch))
+    assert rows.sample_id is None and rows.n == 50
+    loaded = baselines_job._load_other(store, batch, other, same_ids=True)  # as if checked earlier
+    panel = baselines_job.Panel(
+        batch=batch, metrics=["accuracy", "roc_auc"], primary="accuracy", samples=50, confidence=0.95, seed=0
+    )
+    prepared = baselines_job._other_batch(store, panel, rows, loaded)
+    pairing = prepared.pairing
+    assert (pairing.mode, pairing.shared_rows, pairing.model_only_rows, pairing.baseline_only_rows) == (
+        "paired",
+        50,
+        0,
+        10,
+    )
+    scores = champion.column("score").to_numpy()[10:]
+    assert prepared.side.values["roc_auc"] == pytest.approx(
+        roc_auc_score(label.to_numpy(zero_copy_only=False)[10:].astype(int), scores)
+    )
     store.close()
 
 
