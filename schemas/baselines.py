@@ -42,6 +42,15 @@ class BaselinesRequest(WireModel):
     heuristics: list[Heuristic] = Field(default_factory=list)
     human: BatchBaseline | None = None
     existing: list[ExistingModel] = Field(default_factory=list)
+    interval_method: Literal["auto", "bootstrap", "delta_method"] = Field(
+        default="auto",
+        description="Intervals of the smooth metrics (roc_auc, average_precision, log_loss, "
+        "brier_score, mae, rmse, mape, r2): a seeded row bootstrap of the difference (paired on "
+        "shared rows), or DeLong's / the delta-method normal interval. `auto`: the bootstrap "
+        "while rows x bootstrap samples <= 5,000,000 (5,000 rows at 1000 samples), else the "
+        "delta method, which gives the same standard error in O(n) instead of O(n x samples). "
+        "Label metrics always use the bootstrap, accuracy McNemar / binomial / z tests.",
+    )
 
 
 class MetricComparison(WireModel):

@@ -58,6 +58,7 @@ class Panel:
     samples: int
     confidence: float
     seed: int
+    interval_method: bw.IntervalMethod = "auto"
 
     @property
     def n_classes(self) -> int | None:
@@ -97,6 +98,7 @@ class Panel:
             "samples": self.samples,
             "confidence": self.confidence,
             "seed": self.seed,
+            "interval_method": self.interval_method,
         }
 
 
@@ -239,6 +241,7 @@ class BaselinePanel:
             samples=boot.samples if boot else 1000,
             confidence=boot.confidence if boot else 0.95,
             seed=boot.seed if boot else 0,
+            interval_method=spec.interval_method,
         )
         steps: list[_Step] = []
         if batch.task != "regression":

@@ -376,8 +376,8 @@ def _marginal(draws: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
 
 
 def unpaired_classification_replicates(
-    a: tuple[np.ndarray, np.ndarray],
-    b: tuple[np.ndarray, np.ndarray],
+    a: tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    b: tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray | None],
     *,
     n_classes: int,
     positive: int | None,
@@ -387,21 +387,22 @@ def unpaired_classification_replicates(
 ) -> dict[str, np.ndarray]:
     """Replicates of ``metric(a) - metric(b)`` from independent resamples of each side's rows.
 
-    ``a`` and ``b`` are ``(y_true, y_pred)`` of each side; label metrics only.
+    ``a`` and ``b`` are ``(y_true, y_pred)`` of each side, or ``(y_true, y_pred, scores)``
+    when score metrics are asked for too.
     """
     seed_a, seed_b = _spawned_seeds(seed, 2)
     ra, rb = (
         classification_replicates(
-            y_true,
-            y_pred,
+            side[0],
+            side[1],
             n_classes=n_classes,
             positive=positive,
-            scores=None,
+            scores=side[2] if len(side) > 2 else None,
             metrics=metrics,
             samples=samples,
             seed=side_seed,
         )
-        for (y_true, y_pred), side_seed in ((a, seed_a), (b, seed_b))
+        for side, side_seed in ((a, seed_a), (b, seed_b))
     )
     nan = np.full(samples, np.nan)  # a side without rows has no replicates
     return {m: ra.get(m, nan) - rb.get(m, nan) for m in metrics}
@@ -420,11 +421,30 @@ def paired_regression_replicates(
     ``a`` and ``b`` are statistics of the same rows (each possibly stored in its own
     ``row_order``); one row-count vector per replicate is mapped into each order.
     """
-    _check_samples(samples)
     if a.n_rows != b.n_rows:
         raise ValueError(f"paired sides must have the same rows, got {a.n_rows} and {b.n_rows}.")
+    return paired_row_replicates(a, b, n=a.n_rows, metrics=metrics, samples=samples, seed=seed)
 
-    def in_order(w: np.ndarray, stats: RegressionStatistics) -> np.ndarray:
+
+def paired_row_replicates(
+    a: RegressionStatistics | ScoreStatistics,
+    b: RegressionStatistics | ScoreStatistics,
+    *,
+    n: int,
+    metrics: Sequence[str],
+    samples: int = 1000,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Paired row bootstrap of ``metric(a) - metric(b)`` for statistics of the same ``n`` rows.
+
+    Each replicate draws one row-count vector ``w`` (n rows with replacement) and
+    evaluates both sides under it, each in its own ``row_order``: exactly resampling the
+    same rows for both. Score statistics (ROC AUC, average precision, log loss, Brier)
+    and regression statistics alike; O(n) per replicate, no new sort.
+    """
+    _check_samples(samples)
+
+    def in_order(w: np.ndarray, stats: RegressionStatistics | ScoreStatistics) -> np.ndarray:
         return w if stats.row_order is None else w[stats.row_order]
 
     def evaluate(w: np.ndarray) -> dict[str, float]:
@@ -432,7 +452,7 @@ def paired_regression_replicates(
         return {m: va[m] - vb[m] for m in metrics}
 
     rng = np.random.default_rng(_spawned_seeds(seed, 1)[0])
-    return _row_replicates(evaluate, list(metrics), n=a.n_rows, samples=samples, rng=rng, progress=None)
+    return _row_replicates(evaluate, list(metrics), n=n, samples=samples, rng=rng, progress=None)
 
 
 def unpaired_regression_replicates(

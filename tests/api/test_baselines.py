@@ -342,3 +342,44 @@ async def test_a_baseline_batch_deleted_before_the_job_runs_fails_it_clearly(
     assert run_jobs() == 1
     status = (await client.get(f"/v1/jobs/{job['id']}")).json()
     assert status["status"] == "failed" and champion_id in status["error"], status
+
+
+async def test_interval_method_chooses_bootstrap_or_delong_for_score_metrics(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    request, _ = await _full_panel(client)
+    tests = {}
+    for method in ("auto", "bootstrap", "delta_method"):
+        body = request | {"baselines": request["baselines"] | {"interval_method": method}}
+        result = await evaluate(client, run_jobs, body)
+        panel = by_kind(result)
+        tests[method] = (
+            panel["champion"]["significance"]["roc_auc"]["test"],
+            panel["champion"]["significance"]["log_loss"]["test"],
+            panel["random_prior"]["significance"]["average_precision"]["test"],
+            panel["champion"]["significance"]["f1"]["test"],
+        )
+        for entry in result["baselines"]:
+            for name, comparison in entry["significance"].items():
+                defined = comparison["model"] is not None and comparison["baseline"] is not None
+                assert (comparison["difference_interval"] is not None) == defined, (entry["name"], name)
+    # 600 rows x 1000 samples: auto resamples
+    assert (
+        tests["auto"]
+        == tests["bootstrap"]
+        == (
+            "paired_bootstrap",
+            "paired_bootstrap",
+            "bootstrap",
+            "paired_bootstrap",
+        )
+    )
+    assert tests["delta_method"] == (
+        "paired_delong",
+        "paired_delta_method",
+        "delta_method",
+        "paired_bootstrap",
+    )
+    bad = request | {"baselines": request["baselines"] | {"interval_method": "jackknife"}}
+    problem = assert_problem(await client.post("/v1/evaluations", json=bad), 422)
+    assert any("interval_method" in e["field"] for e in problem["errors"])

@@ -23,6 +23,7 @@ from service.workers.baselines import (
     expected_random_metrics,
     prepare_side,
     prepare_zero_rule,
+    resamples_smooth_metrics,
     zero_rule_metrics,
     zero_rule_predictions,
 )
@@ -323,16 +324,18 @@ def _vs(
     )
 
 
-def test_clearly_better_model_beats_the_baseline_paired() -> None:
+@pytest.mark.parametrize("method", ["delta_method", "bootstrap", "auto"])
+def test_clearly_better_model_beats_the_baseline_paired(method: str) -> None:
     model, baseline = _binary_pair()
-    result = _vs(model, baseline, paired=True)
+    result = _vs(model, baseline, paired=True, interval_method=method)
     assert isinstance(result, Comparison) and result.beats is True
     sig = result.significance
     assert {m: c.verdict for m, c in sig.items()} == dict.fromkeys(NAMES, "better")
     assert sig["accuracy"].test == "mcnemar_exact"
     assert sig["f1"].test == "paired_bootstrap"
-    assert sig["roc_auc"].test == "paired_delong"
-    assert sig["log_loss"].test == "paired_delta_method"
+    resampled = method != "delta_method"  # auto: 1000 samples of a small batch are affordable
+    assert sig["roc_auc"].test == ("paired_bootstrap" if resampled else "paired_delong")
+    assert sig["log_loss"].test == ("paired_bootstrap" if resampled else "paired_delta_method")
     assert sig["log_loss"].lift is not None and sig["log_loss"].lift < 0  # a loss: lower is better
     for name, c in sig.items():
         assert c.model is not None and c.baseline is not None
@@ -343,16 +346,17 @@ def test_clearly_better_model_beats_the_baseline_paired() -> None:
     assert {c.verdict for c in worse.significance.values()} == {"worse"}
 
 
-def test_clearly_better_model_beats_the_baseline_unpaired() -> None:
+@pytest.mark.parametrize("method", ["delta_method", "bootstrap"])
+def test_clearly_better_model_beats_the_baseline_unpaired(method: str) -> None:
     model, _ = _binary_pair(seed=1)
     _, baseline = _binary_pair(n=2000, seed=2)  # other rows, other length
-    result = _vs(model, baseline, paired=False, primary="roc_auc")
+    result = _vs(model, baseline, paired=False, primary="roc_auc", interval_method=method)
     assert result.beats is True
     sig = result.significance
     assert {c.verdict for c in sig.values()} == {"better"}
     assert sig["accuracy"].test == "two_proportion_z"
     assert sig["f1"].test == "unpaired_bootstrap"
-    assert sig["roc_auc"].test == "unpaired_delong"
+    assert sig["roc_auc"].test == ("unpaired_delong" if method == "delta_method" else "unpaired_bootstrap")
 
 
 def test_identical_model_is_no_significant_difference() -> None:
@@ -373,8 +377,11 @@ def test_paired_comparison_is_reproducible_with_a_seed() -> None:
     a, b, c = (_vs(model, baseline, paired=True, seed=seed) for seed in (5, 5, 6))
     assert a == b
     assert a.significance["f1"].difference_interval != c.significance["f1"].difference_interval
+    # 400 rows: ROC AUC is resampled too, seeded
+    assert a.significance["roc_auc"].difference_interval != c.significance["roc_auc"].difference_interval
     # the delta-method intervals do not depend on the seed
-    assert a.significance["roc_auc"] == c.significance["roc_auc"]
+    d, e = (_vs(model, baseline, paired=True, seed=seed, interval_method="delta_method") for seed in (5, 6))
+    assert d.significance["roc_auc"] == e.significance["roc_auc"]
 
 
 def test_prepared_sides_give_the_same_comparison() -> None:
@@ -517,6 +524,55 @@ def test_side_prepared_paired_with_the_model_compares_the_same(k: int, positive:
         prepare_side(Side(y[:-1], b.argmax(axis=1)[:-1]), paired_with=model, **options)
 
 
+def test_auto_resamples_the_smooth_metrics_only_while_it_is_affordable() -> None:
+    assert resamples_smooth_metrics("auto", rows=5_000, samples=1000)
+    assert not resamples_smooth_metrics("auto", rows=5_001, samples=1000)
+    assert resamples_smooth_metrics("auto", rows=50_000, samples=100)
+    assert resamples_smooth_metrics("bootstrap", rows=10**6, samples=1000)
+    assert not resamples_smooth_metrics("delta_method", rows=10, samples=10)
+    with pytest.raises(ValueError, match="interval_method"):
+        resamples_smooth_metrics("jackknife", rows=10, samples=10)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_bootstrap_and_delta_method_intervals_of_score_metrics_agree(paired: bool) -> None:
+    """Two routes to the same interval: their widths agree within Monte Carlo error."""
+    model, baseline = _binary_pair(n=3000, seed=4)
+    names = ["roc_auc", "average_precision", "log_loss", "brier_score", "accuracy"]
+    boot, delta = (
+        _vs(model, baseline, paired=paired, metrics=names, primary="roc_auc", interval_method=method)
+        for method in ("bootstrap", "delta_method")
+    )
+    for name in names[:4]:
+        b, d = boot.significance[name], delta.significance[name]
+        assert b.test.endswith("bootstrap") and not d.test.endswith("bootstrap"), name
+        assert b.difference_interval is not None and d.difference_interval is not None
+        width_b = b.difference_interval.high - b.difference_interval.low
+        width_d = d.difference_interval.high - d.difference_interval.low
+        assert width_b == pytest.approx(width_d, rel=0.15), name
+        assert b.verdict == d.verdict == "better", name
+
+
+def test_bootstrap_against_a_random_baseline_resamples_the_model_scores() -> None:
+    model, _ = _binary_pair(n=2000, seed=6)
+    expected = expected_random_metrics(
+        model.y_true, n_classes=2, positive=1, strategy="uniform", metrics=NAMES
+    )
+    options: dict[str, Any] = {"task": "binary", "n_classes": 2, "positive": 1, "metrics": NAMES}
+    boot = compare_to_expected(
+        model, expected, primary_metric="roc_auc", interval_method="bootstrap", **options
+    )
+    delta = compare_to_expected(
+        model, expected, primary_metric="roc_auc", interval_method="delta_method", **options
+    )
+    b, d = boot.significance["roc_auc"], delta.significance["roc_auc"]
+    assert (b.test, d.test) == ("bootstrap", "delong")
+    assert b.baseline == 0.5 and b.lift == pytest.approx(b.model - 0.5)
+    assert b.difference_interval is not None and d.difference_interval is not None
+    assert b.difference_interval.low == pytest.approx(d.difference_interval.low, abs=0.01)
+    assert b.difference_interval.high == pytest.approx(d.difference_interval.high, abs=0.01)
+
+
 def test_misuse_raises_value_error() -> None:
     model, baseline = _binary_pair(n=300)
     short = Side(baseline.y_true[:200], baseline.y_pred[:200])
@@ -540,7 +596,14 @@ def test_compare_to_expected_uses_the_binomial_test_for_accuracy() -> None:
     model, _ = _binary_pair()
     expected = expected_random_metrics(model.y_true, n_classes=2, positive=1, strategy="prior", metrics=NAMES)
     result = compare_to_expected(
-        model, expected, task="binary", n_classes=2, positive=1, metrics=NAMES, primary_metric="accuracy"
+        model,
+        expected,
+        task="binary",
+        n_classes=2,
+        positive=1,
+        metrics=NAMES,
+        primary_metric="accuracy",
+        interval_method="delta_method",
     )
     acc = result.significance["accuracy"]
     correct = int(np.sum(model.y_true == model.y_pred))
@@ -591,7 +654,8 @@ def test_regression_model_against_the_mean() -> None:
     assert result.beats is True
     assert sig["r2"].baseline == pytest.approx(0.0, abs=1e-12)
     assert sig["r2"].normalized_gain == pytest.approx(sig["r2"].model)  # gain over the mean is R^2 itself
-    assert sig["mae"].test == "paired_delta_method" and sig["median_ae"].test == "paired_bootstrap"
+    # 2000 rows x 200 samples: auto resamples the smooth metrics too
+    assert sig["mae"].test == "paired_bootstrap" and sig["median_ae"].test == "paired_bootstrap"
     assert {c.verdict for m, c in sig.items() if m != "max_error"} == {"better"}
     unpaired = compare(
         model,

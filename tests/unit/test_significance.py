@@ -35,6 +35,7 @@ from service.workers.significance import (
     paired_confusion_replicates,
     paired_influence_se,
     paired_regression_replicates,
+    paired_row_replicates,
     perfect_value,
     regression_influence,
     score_influence,
@@ -303,6 +304,29 @@ def test_delta_method_standard_errors_match_the_paired_bootstrap() -> None:
         assert paired == pytest.approx(boot[m].std(), rel=0.12), m
         # pairing matters: the two scorers are correlated, so the paired SE is smaller
         assert paired < influence_se(ga_m, gb_m), m
+
+
+def test_paired_row_bootstrap_of_score_metrics_matches_explicit_resampling() -> None:
+    """Each side keeps its rows sorted by its own scores; the replicates must still resample
+    the same rows on both sides, as the explicit reference does."""
+    y, _, sa = _binary(8, 3000)
+    rng = np.random.default_rng(9)
+    sb = np.clip(sa + rng.normal(0, 0.25, y.size), 0, 1)
+    a = ScoreStatistics(y, sa, n_classes=2, positive=1, names=SCORE_METRICS)
+    b = ScoreStatistics(y, sb, n_classes=2, positive=1, names=SCORE_METRICS)
+    assert a.row_order is not None and b.row_order is not None
+    assert not np.array_equal(a.row_order, b.row_order)  # different orders: mapping matters
+    ours = paired_row_replicates(a, b, n=y.size, metrics=SCORE_METRICS, samples=800, seed=3)
+    reference = _paired_row_bootstrap(y, sa, sb, samples=800)
+    for m in SCORE_METRICS:
+        sd = reference[m].std()
+        assert ours[m].std() == pytest.approx(sd, rel=0.12), m
+        assert abs(ours[m].mean() - reference[m].mean()) < 4 * sd / math.sqrt(800), m
+    # the same scores on both sides: every replicate differs by exactly 0 (same rows drawn)
+    same = paired_row_replicates(a, a, n=y.size, metrics=SCORE_METRICS, samples=50, seed=3)
+    assert all((v == 0).all() for v in same.values())
+    again = paired_row_replicates(a, b, n=y.size, metrics=SCORE_METRICS, samples=800, seed=3)
+    assert all(np.array_equal(ours[m], again[m]) for m in SCORE_METRICS)  # seeded
 
 
 def test_delong_standard_error_matches_scipy_free_reference() -> None:
