@@ -383,3 +383,28 @@ async def test_interval_method_chooses_bootstrap_or_delong_for_score_metrics(
     bad = request | {"baselines": request["baselines"] | {"interval_method": "jackknife"}}
     problem = assert_problem(await client.post("/v1/evaluations", json=bad), 422)
     assert any("interval_method" in e["field"] for e in problem["errors"])
+
+
+async def test_a_human_batch_with_duplicate_ids_is_refused_so_joins_stay_one_to_one(
+    client: httpx.AsyncClient, run_jobs: Callable[[], int]
+) -> None:
+    """A join by sample_id is one-to-one: duplicate ids are a 422 naming the row, never joined."""
+    model_id = await post(client, batch_body(ninety_ten()))
+    ids = [f"s{i}" for i in range(10)] + ["s3"]
+    human = {
+        "model": {"name": "humans", "version": "1"},
+        "task": "binary",
+        "positive_class": 1,
+        "columns": {"sample_id": ids, "prediction": [0] * 11},
+    }
+    problem = assert_problem(await client.post("/v1/batches", json=human), 422)
+    assert any(e["field"] == "columns.sample_id" and e.get("row") == 10 for e in problem["errors"]), problem
+    # without the duplicate the same answers join on their 10 ids; the other 90 are model-only
+    human["columns"] = {"sample_id": ids[:10], "prediction": [0] * 10}
+    request = {
+        "batch_id": model_id,
+        "metrics": ["accuracy"],
+        "baselines": {"human": {"batch_id": await post(client, human)}},
+    }
+    pairing = by_kind(await evaluate(client, run_jobs, request))["human"]["pairing"]
+    assert (pairing["shared_rows"], pairing["model_only_rows"], pairing["baseline_only_rows"]) == (10, 90, 0)
