@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from service.settings import Settings
+from service.settings import Settings, settings_warnings
 
 DEFAULT_OPENAPI_PATH = Path("openapi/openapi.json")
 
@@ -53,6 +53,8 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    for warning in settings_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     app = create_app(settings, embedded_workers=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
@@ -62,6 +64,8 @@ def _worker(args: argparse.Namespace) -> int:
     from service.jobs.pool import WorkerPool
 
     settings = Settings()
+    for warning in settings_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     processes = args.processes or max(settings.workers, 1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pool = WorkerPool(settings, processes)

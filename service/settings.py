@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     outbound_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Non-public hosts/CIDRs outbound calls may reach."
     )
-    dask_address: str | None = None
+    dask_address: str | None = Field(
+        default=None,
+        description="Reserved for a Dask scheduler; not used yet (serve and worker warn when it is set).",
+    )
 
     workers: int = Field(default=2, ge=0, description="Embedded worker processes started by `serve`.")
     job_threads: int = Field(
@@ -61,3 +64,15 @@ class Settings(BaseSettings):
     @property
     def batches_dir(self) -> Path:
         return self.data_dir / "batches"
+
+
+def settings_warnings(settings: Settings) -> list[str]:
+    """Settings that are accepted but have no effect, said plainly at start-up."""
+    warnings = []
+    if settings.dask_address:
+        warnings.append(
+            f"YARDSTICK_DASK_ADDRESS={settings.dask_address} is set, but this version does not use Dask: "
+            "jobs compute in their worker processes (YARDSTICK_WORKERS) with YARDSTICK_JOB_THREADS "
+            "threads each; scale out by running more `yardstick worker` processes."
+        )
+    return warnings

@@ -50,6 +50,23 @@ def test_serve_refuses_public_bind_without_keys(
     assert "--insecure" in capsys.readouterr().err
 
 
+def test_serve_warns_that_the_dask_address_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import uvicorn
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_kw: served.append(app))
+    monkeypatch.setenv("YARDSTICK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("YARDSTICK_DASK_ADDRESS", "tcp://scheduler:8786")
+    assert main(["serve", "--port", "1"]) == 0 and served
+    err = capsys.readouterr().err
+    assert "tcp://scheduler:8786" in err and "does not use Dask" in err
+    monkeypatch.delenv("YARDSTICK_DASK_ADDRESS")
+    assert main(["serve", "--port", "1"]) == 0
+    assert "Dask" not in capsys.readouterr().err
+
+
 def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck() -> None:
     text = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM (\S+) AS (\w+)", text, re.M)
