@@ -191,10 +191,31 @@ class BaselinePanel:
             if self._threads > 1
             else _Inline()
         )
+        self._records = records
+        self._loads: dict[str, Future[_Loaded]] = {}
+        self._rules: dict[int, Future[np.ndarray]] = {}
+
+    def start(self, labeled: pa.Table) -> None:
+        """Start reading and decoding the other batches, and evaluating the heuristics on the
+        model's labeled rows (their raw columns), in the panel's threads: none of it needs the
+        model's decoded labels, which the job decodes meanwhile."""
+        spec = self._request.baselines
+        assert spec is not None
         self._loads = {
-            i: self._pool.submit(_load_other, store, batch, record, same_ids=self._same_ids[i])
-            for i, record in records.items()
+            i: self._pool.submit(_load_other, self._store, self._batch, record, same_ids=self._same_ids[i])
+            for i, record in self._records.items()
         }
+        self._rules = {
+            i: self._pool.submit(heuristic_predictions, h, labeled, self._batch)
+            for i, h in enumerate(spec.heuristics)
+        }
+
+    def _loaded(self, batch_id: str) -> _Loaded:
+        future = self._loads.get(batch_id)
+        if future is None:  # start() was not called
+            record = self._records[batch_id]
+            return _load_other(self._store, self._batch, record, same_ids=self._same_ids[batch_id])
+        return future.result()
 
     def submit(self, fn: Callable[..., T], /, *args: object) -> Future[T]:
         """Run ``fn(*args)`` in the panel's threads (at once, inline, with one thread)."""
@@ -244,26 +265,28 @@ class BaselinePanel:
             interval_method=spec.interval_method,
         )
         steps: list[_Step] = []
-        if batch.task != "regression":
-            for strategy, flag in (("uniform", spec.random_uniform), ("prior", spec.random_prior)):
-                if flag:
-                    steps.append(_Step(lambda _, model, s=strategy: [_random(panel, model, rows, s)]))
+        strategies = [
+            s for s, flag in (("uniform", spec.random_uniform), ("prior", spec.random_prior)) if flag
+        ]
+        if batch.task != "regression" and strategies:
+            # one step: the second strategy reuses the model's bootstrap replicates the first drew
+            steps.append(_Step(lambda _, model: [_random(panel, model, rows, s) for s in strategies]))
         if spec.zero_rule:
             steps.append(_Step(lambda _, model: _zero_rule(panel, model, rows)))
-        for heuristic in spec.heuristics:
+        for index, heuristic in enumerate(spec.heuristics):
             steps.append(
                 _Step(
                     lambda prepared, model, h=heuristic: [
                         _finish(panel, model, prepared, "heuristic", h.name)
                     ],
-                    lambda h=heuristic: _heuristic(panel, rows, h),
+                    lambda h=heuristic, i=index: _heuristic(panel, rows, h, self._rules.get(i)),
                 )
             )
         for other in self._others:
             steps.append(
                 _Step(
                     lambda prepared, model, o=other: [_finish(panel, model, prepared, o.kind, o.name)],
-                    lambda o=other: _other_batch(self._store, panel, rows, self._loads[o.batch_id].result()),
+                    lambda o=other: _other_batch(self._store, panel, rows, self._loaded(o.batch_id)),
                 )
             )
         model_future = self._pool.submit(prepare_model)
@@ -274,10 +297,17 @@ class BaselinePanel:
             if task is not None:
                 futures[i] = self._pool.submit(task)
         model = model_future.result()
+
+        def finish(step: _Step, prepared: Future[_Prepared] | None) -> list[BaselineResult]:
+            return step.finish(None if prepared is None else prepared.result(), model)
+
+        # The comparisons run in the pool too, so this thread does not compete for the cores.
+        # One waits only for its own side, queued before it: the queue is first in, first out,
+        # so that side is already running or done, and the wait cannot deadlock.
+        finished = [self._pool.submit(finish, step, futures.get(i)) for i, step in enumerate(steps)]
         results: list[BaselineResult] = []
-        for i, step in enumerate(steps):
-            future = futures.get(i)
-            results += step.finish(None if future is None else future.result(), model)
+        for i, done in enumerate(finished):
+            results += done.result()
             progress((i + 1) / len(steps))
         return model, results, [f for r in results if (f := _finding(r)) is not None]
 
@@ -392,17 +422,22 @@ def heuristic_predictions(heuristic: Heuristic, table: pa.Table, batch: BatchRec
         classes = batch.classes or []
         values = [classes.index(r.then) for r in heuristic.rules]  # type: ignore[arg-type]
         otherwise = classes.index(heuristic.otherwise)  # type: ignore[arg-type]
-    pred = np.full(table.num_rows, otherwise, dtype=np.float64 if batch.task == "regression" else np.intp)
-    decided = np.zeros(table.num_rows, dtype=bool)
-    for rule, value in zip(heuristic.rules, values, strict=True):
-        hit = evaluate_expression(parse(rule.when), table) & ~decided
-        pred[hit] = value
-        decided |= hit
+    dtype = np.float64 if batch.task == "regression" else np.intp
+    pred: np.ndarray = np.full(table.num_rows, otherwise, dtype=dtype)
+    # last rule first, each overwriting where it holds: the first matching rule wins
+    for rule, value in reversed(list(zip(heuristic.rules, values, strict=True))):
+        pred = np.where(evaluate_expression(parse(rule.when), table), np.asarray(value, dtype=dtype), pred)
     return pred
 
 
-def _heuristic(panel: Panel, rows: LabeledRows, heuristic: Heuristic) -> _Prepared:
-    pred = heuristic_predictions(heuristic, rows.table, panel.batch)
+def _heuristic(
+    panel: Panel, rows: LabeledRows, heuristic: Heuristic, predictions: Future[np.ndarray] | None = None
+) -> _Prepared:
+    """A rule list's side: its predictions (evaluated already when ``predictions`` is given)."""
+    if predictions is not None:
+        pred = predictions.result()
+    else:
+        pred = heuristic_predictions(heuristic, rows.table, panel.batch)
     side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred), paired_with=rows.side)
     details = {"rules": [r.model_dump() for r in heuristic.rules], "otherwise": heuristic.otherwise}
     return _Prepared(side, _paired(rows), details)

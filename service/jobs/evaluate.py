@@ -198,6 +198,8 @@ def _model_section(
         table = store.files.read(batch.data_path, columns=list(dict.fromkeys(wanted)))
         progress(0.05)
         presorted = None
+        if panel is not None:
+            panel.start(_labeled(table))
         if panel is not None and batch.task == "binary" and table.column(LABEL).null_count == 0:
             # every row is labeled, so these are the model's scores: sorted while labels are decoded
             scores = score_matrix(table, batch)

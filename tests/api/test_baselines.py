@@ -408,3 +408,23 @@ async def test_a_human_batch_with_duplicate_ids_is_refused_so_joins_stay_one_to_
     }
     pairing = by_kind(await evaluate(client, run_jobs, request))["human"]["pairing"]
     assert (pairing["shared_rows"], pairing["model_only_rows"], pairing["baseline_only_rows"]) == (10, 90, 0)
+
+
+async def test_the_first_matching_rule_wins(client: httpx.AsyncClient, run_jobs: Callable[[], int]) -> None:
+    cols = ninety_ten()
+    batch_id = await post(client, batch_body(cols))
+    heuristic = {
+        "name": "tiers",
+        "rules": [
+            {"when": "amount > 1000", "then": 1},
+            {"when": "amount > 200", "then": 0},  # overlaps the first rule, which wins
+            {"when": "country == 'BR'", "then": 0},
+        ],
+        "otherwise": 1,
+    }
+    request = {"batch_id": batch_id, "metrics": ["accuracy", "f1"], "baselines": {"heuristics": [heuristic]}}
+    rule = by_kind(await evaluate(client, run_jobs, request))["tiers"]
+    amount, country = np.array(cols["amount"]), np.array(cols["country"])
+    expected = np.where(amount > 1000, 1, np.where(amount > 200, 0, np.where(country == "BR", 0, 1)))
+    assert rule["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(cols["label"], expected))
+    assert rule["metrics"]["f1"] == pytest.approx(skm.f1_score(cols["label"], expected))

@@ -152,3 +152,26 @@ def test_demo_explains_when_no_service_answers() -> None:
     )
     assert done.returncode == 1
     assert "yardstick serve" in done.stderr
+
+
+def test_worker_processes_run_blas_single_threaded() -> None:
+    """Worker processes (as `serve` and `worker` start them) limit OpenBLAS to one thread, so
+    its idle threads never spin on cores other workers need."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, numpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from service.jobs.pool import single_threaded_blas\n"
+        "def blas(): return [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "before = blas()\n"
+        "single_threaded_blas()\n"
+        "print(json.dumps([before, blas()]))\n"
+    )
+    env = {"OPENBLAS_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    before, after = json.loads(out.stdout)
+    assert before and all(n == 2 for n in before), before
+    assert after and all(n == 1 for n in after), after
