@@ -160,12 +160,13 @@ class _Loaded:
 
 
 class BaselinePanel:
-    """The baseline panel of one evaluation, started before the model's batch is read.
+    """The baseline panel of one evaluation, created before the model's batch is read.
 
-    Creating it looks up the other batches (human, existing; a missing one raises
-    NotFound) and, with ``threads > 1``, starts reading and decoding them in a thread
-    pool at once, while the job reads its own batch. :meth:`run` then prepares the model
-    (its metrics and test statistics) while the other sides are prepared, and compares.
+    Creating it looks up the other batches (human, existing; a missing one raises NotFound)
+    and checks their id digests, which decides whether the model's ids must be read at all.
+    :meth:`start`, once the model's rows are read, loads the other batches and evaluates the
+    rules in the panel's threads while the job decodes its labels; :meth:`run` prepares the
+    model (its metrics and test statistics) while the other sides are prepared, then compares.
     numpy and Arrow release the GIL in their loops, so two cores take about half the time.
     With one thread everything runs in the calling thread, in order.
 
@@ -244,7 +245,8 @@ class BaselinePanel:
         """Every requested baseline against the model, prepared once (its scores sorted once).
 
         ``prepare_model`` builds the model's side for the ``metrics`` compared. The
-        comparisons, which need both sides, run in the calling thread, in request order.
+        comparisons, which need both sides, run in the panel's threads too; the results come
+        back in request order.
 
         Returns
         -------

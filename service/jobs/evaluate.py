@@ -185,7 +185,8 @@ def _model_section(
 ) -> _ModelSection:
     """Read the batch and compute the model's metrics, with the baseline panel when requested.
 
-    The panel's other batches start loading before this batch is read (in the job's threads).
+    Once this batch is read, the panel's other batches load and its rules are evaluated in the
+    job's threads while this batch's labels are decoded.
     """
     with contextlib.ExitStack() as stack:
         panel = None
