@@ -78,9 +78,14 @@ def interleaved(plain: Callable[[], object], panel: Callable[[], object], repeat
 
 
 def in_process(tables: dict[str, pa.Table], panel: dict[str, object], repeat: int) -> tuple[float, float]:
-    """The same two jobs computed in this process (read, compute, result; no HTTP, no queue)."""
+    """The same two jobs computed in this process (read, compute, result; no HTTP, no queue),
+    set up as a worker process is (one BLAS thread, freed memory kept for reuse)."""
     from schemas.evaluations import EvaluationCreate
     from service.ingest import ingest_body
+    from service.jobs.pool import keep_freed_memory, single_threaded_blas
+
+    single_threaded_blas()
+    keep_freed_memory()
     from service.jobs.evaluate import run_evaluation
     from service.jobs.submit import submit_evaluation
     from service.settings import Settings
