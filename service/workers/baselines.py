@@ -685,8 +685,9 @@ def compare(
 
     Notes
     -----
-    accuracy: paired McNemar exact test, unpaired pooled two-proportion z test (the
-    interval of the difference is the bootstrap's). Other label metrics and
+    accuracy: paired McNemar exact test; accuracy, binary precision and recall and the
+    micro averages: unpaired pooled two-proportion z test (the interval of the difference
+    is the bootstrap's). Other label metrics and
     median_ae / max_error: paired (joint confusion cells / same row counts) or
     unpaired percentile bootstrap of the difference. Smooth metrics: as
     ``interval_method``; DeLong (ROC AUC) and the delta method agree with the
@@ -714,7 +715,7 @@ def compare(
     for name in names:
         mv, bv = m.values[name], b.values[name]
         interval, test = _difference_interval(name, m, b, replicates, paired=paired, confidence=confidence)
-        counted = _accuracy_test(m, b, paired=paired, joint=joint) if name == "accuracy" else None
+        counted = _count_test(name, m, b, paired=paired, joint=joint)
         significance[name] = _assess(
             name, mv, bv, interval=interval, test=prefix + test, counted=counted, confidence=confidence
         )
@@ -1065,17 +1066,45 @@ def _shifted_interval(
     return normal_difference(m.values[name] - constant, se, confidence=confidence), test
 
 
-def _accuracy_test(
-    m: PreparedSide, b: PreparedSide, *, paired: bool, joint: np.ndarray | None = None
-) -> tuple[str, float | None]:
-    if paired and joint is not None:
-        assert m.n_classes is not None
-        return "mcnemar_exact", joint_mcnemar(joint, n_classes=m.n_classes).p_value
+# label metrics that are one proportion of counts: accuracy-like, tested on the counts when unpaired
+_PROPORTIONS = frozenset({"accuracy", "precision", "recall", "precision_micro", "recall_micro", "f1_micro"})
+
+
+def _proportion(side: PreparedSide, name: str) -> tuple[int, int] | None:
+    """``(successes, trials)`` whose ratio is the metric (None when it is not one proportion).
+
+    Micro averages of single-label multiclass predictions are the accuracy; binary precision
+    is TP over predicted positives, recall TP over actual positives.
+    """
+    cm = side.confusion
+    if cm is None or name not in _PROPORTIONS:
+        return None
+    if name in ("accuracy", "precision_micro", "recall_micro", "f1_micro"):
+        return int(np.trace(cm)), int(cm.sum())
+    if side.positive is None:
+        return None
+    p = side.positive
+    trials = cm[:, p].sum() if name == "precision" else cm[p, :].sum()
+    return int(cm[p, p]), int(trials)
+
+
+def _count_test(
+    name: str, m: PreparedSide, b: PreparedSide, *, paired: bool, joint: np.ndarray | None = None
+) -> tuple[str, float | None] | None:
+    """The count test that decides a verdict: McNemar's exact test for paired accuracy, the
+    two-proportion z test for unpaired accuracy-like metrics; None for the rest (bootstrap)."""
     if paired:
+        if name != "accuracy":
+            return None
+        if joint is not None:
+            assert m.n_classes is not None
+            return "mcnemar_exact", joint_mcnemar(joint, n_classes=m.n_classes).p_value
         result = mcnemar_exact(m.side.y_true == m.side.y_pred, b.side.y_true == b.side.y_pred)
         return "mcnemar_exact", result.p_value
-    assert m.confusion is not None and b.confusion is not None
-    z = two_proportion_z(int(np.trace(m.confusion)), m.n, int(np.trace(b.confusion)), b.n)
+    counts_m, counts_b = _proportion(m, name), _proportion(b, name)
+    if counts_m is None or counts_b is None:
+        return None
+    z = two_proportion_z(*counts_m, *counts_b)
     return "two_proportion_z", z.p_value
 
 

@@ -4,10 +4,12 @@ and model-versus-baseline comparisons with their verdicts."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn import metrics as skm
 
 from schemas.baselines import MetricComparison
@@ -160,8 +162,8 @@ def test_random_scorer_ranking_metrics_match_simulation() -> None:
     se_auc = math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg))  # Mann-Whitney under H0
     assert closed["roc_auc"] is not None and simulated["roc_auc"] is not None
     assert abs(closed["roc_auc"] - simulated["roc_auc"]) < 3 * se_auc
-    stats = ScoreStatistics(y, scores, n_classes=2, positive=1, names=names)
-    grad = score_influence(y, scores, n_classes=2, positive=1, stats=stats)["average_precision"]
+    prepared = ScoreStatistics(y, scores, n_classes=2, positive=1, names=names)
+    grad = score_influence(y, scores, n_classes=2, positive=1, stats=prepared)["average_precision"]
     assert grad is not None
     ap, ap_simulated = closed["average_precision"], simulated["average_precision"]
     assert ap is not None and ap_simulated is not None
@@ -877,3 +879,45 @@ def test_closed_form_reports_with_known_label_counts_equal_the_counted_ones(
     assert zero_rule_metrics(y, support=counts, **options) == zero_rule_metrics(y, **options)
     with pytest.raises(ValueError, match="support"):
         zero_rule_metrics(y, support=np.array([-1] * k), **options)
+
+
+@pytest.mark.parametrize(
+    ("name", "successes"),
+    [
+        ("accuracy", lambda y, p: (int((y == p).sum()), y.size)),
+        ("precision", lambda y, p: (int(((p == 1) & (y == 1)).sum()), int((p == 1).sum()))),
+        ("recall", lambda y, p: (int(((p == 1) & (y == 1)).sum()), int((y == 1).sum()))),
+    ],
+)
+def test_unpaired_accuracy_like_metrics_use_the_two_proportion_test(
+    name: str, successes: Callable[[np.ndarray, np.ndarray], tuple[int, int]]
+) -> None:
+    """The pooled z test's p-value is the uncorrected chi-square test of the 2x2 table (z^2 = chi^2)."""
+    model, _ = _binary_pair(n=1500, seed=11)
+    _, baseline = _binary_pair(n=900, seed=12)
+    c = _vs(model, baseline, paired=False, metrics=[name, "f1"], primary=name).significance[name]
+    x1, n1 = successes(model.y_true, model.y_pred)
+    x2, n2 = successes(baseline.y_true, baseline.y_pred)
+    table = [[x1, n1 - x1], [x2, n2 - x2]]
+    reference = stats.chi2_contingency(table, correction=False).pvalue
+    assert c.test == "two_proportion_z"
+    assert c.p_value == pytest.approx(reference, rel=1e-9)
+    assert c.model == pytest.approx(x1 / n1) and c.baseline == pytest.approx(x2 / n2)
+    assert c.difference_interval is not None  # the bootstrap's interval of the difference
+    # paired, only accuracy has a count test (McNemar); precision and recall are bootstrapped
+    paired_test = _vs(model, model, paired=True, metrics=[name], primary=name).significance[name].test
+    assert paired_test == ("mcnemar_exact" if name == "accuracy" else "paired_bootstrap")
+
+
+def test_multiclass_micro_averages_are_tested_as_the_accuracy_they_equal() -> None:
+    rng = np.random.default_rng(13)
+    y_a, y_b = rng.integers(0, 3, 800), rng.integers(0, 3, 600)
+    a = Side(y_a, np.where(rng.random(800) < 0.7, y_a, (y_a + 1) % 3))
+    b = Side(y_b, np.where(rng.random(600) < 0.5, y_b, (y_b + 1) % 3))
+    names = ["accuracy", "f1_micro", "precision_micro", "recall_micro", "f1_macro"]
+    sig = compare(
+        a, b, task="multiclass", n_classes=3, metrics=names, paired=False, primary_metric="accuracy"
+    ).significance
+    for name in names[1:4]:
+        assert sig[name].test == "two_proportion_z" and sig[name].p_value == sig["accuracy"].p_value, name
+    assert sig["f1_macro"].test == "unpaired_bootstrap"
