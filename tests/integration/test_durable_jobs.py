@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -173,7 +174,8 @@ def test_worker_processes_run_blas_single_threaded() -> None:
     env = {"OPENBLAS_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     before, after = json.loads(out.stdout)
-    assert before and all(n == 2 for n in before), before
+    if (os.cpu_count() or 1) >= 2:  # OpenBLAS never starts more threads than there are cores
+        assert before and all(n == 2 for n in before), before
     assert after and all(n == 1 for n in after), after
 
 
