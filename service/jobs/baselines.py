@@ -195,6 +195,7 @@ class BaselinePanel:
         self._records = records
         self._loads: dict[str, Future[_Loaded]] = {}
         self._rules: dict[int, Future[np.ndarray]] = {}
+        self._started = False
 
     def start(self, labeled: pa.Table) -> None:
         """Start reading and decoding the other batches, and evaluating the heuristics on the
@@ -210,13 +211,7 @@ class BaselinePanel:
             i: self._pool.submit(heuristic_predictions, h, labeled, self._batch)
             for i, h in enumerate(spec.heuristics)
         }
-
-    def _loaded(self, batch_id: str) -> _Loaded:
-        future = self._loads.get(batch_id)
-        if future is None:  # start() was not called
-            record = self._records[batch_id]
-            return _load_other(self._store, self._batch, record, same_ids=self._same_ids[batch_id])
-        return future.result()
+        self._started = True
 
     def submit(self, fn: Callable[..., T], /, *args: object) -> Future[T]:
         """Run ``fn(*args)`` in the panel's threads (at once, inline, with one thread)."""
@@ -244,7 +239,7 @@ class BaselinePanel:
     ) -> tuple[bw.PreparedSide, list[BaselineResult], list[Finding]]:
         """Every requested baseline against the model, prepared once (its scores sorted once).
 
-        ``prepare_model`` builds the model's side for the ``metrics`` compared. The
+        Call :meth:`start` first. ``prepare_model`` builds the model's side for the ``metrics`` compared. The
         comparisons, which need both sides, run in the panel's threads too; the results come
         back in request order.
 
@@ -256,6 +251,8 @@ class BaselinePanel:
         """
         spec, batch, request = self._request.baselines, self._batch, self._request
         assert spec is not None
+        if not self._started:
+            raise RuntimeError("BaselinePanel.start() must run before run().")
         boot = request.bootstrap
         panel = Panel(
             batch=batch,
@@ -281,14 +278,14 @@ class BaselinePanel:
                     lambda prepared, model, h=heuristic: [
                         _finish(panel, model, prepared, "heuristic", h.name)
                     ],
-                    lambda h=heuristic, i=index: _heuristic(panel, rows, h, self._rules.get(i)),
+                    lambda h=heuristic, i=index: _heuristic(panel, rows, h, self._rules[i].result()),
                 )
             )
         for other in self._others:
             steps.append(
                 _Step(
                     lambda prepared, model, o=other: [_finish(panel, model, prepared, o.kind, o.name)],
-                    lambda o=other: _other_batch(self._store, panel, rows, self._loaded(o.batch_id)),
+                    lambda o=other: _other_batch(self._store, panel, rows, self._loads[o.batch_id].result()),
                 )
             )
         model_future = self._pool.submit(prepare_model)
@@ -432,14 +429,8 @@ def heuristic_predictions(heuristic: Heuristic, table: pa.Table, batch: BatchRec
     return pred
 
 
-def _heuristic(
-    panel: Panel, rows: LabeledRows, heuristic: Heuristic, predictions: Future[np.ndarray] | None = None
-) -> _Prepared:
-    """A rule list's side: its predictions (evaluated already when ``predictions`` is given)."""
-    if predictions is not None:
-        pred = predictions.result()
-    else:
-        pred = heuristic_predictions(heuristic, rows.table, panel.batch)
+def _heuristic(panel: Panel, rows: LabeledRows, heuristic: Heuristic, pred: np.ndarray) -> _Prepared:
+    """A rule list's side, from its predictions (:func:`heuristic_predictions`)."""
     side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred), paired_with=rows.side)
     details = {"rules": [r.model_dump() for r in heuristic.rules], "otherwise": heuristic.otherwise}
     return _Prepared(side, _paired(rows), details)

@@ -826,7 +826,7 @@ class RegressionStatistics:
         abs_err = np.abs(np.asarray(y_pred, dtype=np.float64) - y)
         self.row_order: np.ndarray | None = None
         if presort and "median_ae" in self.names:
-            # ties in |e| have equal values, so an unstable sort gives the same medians
+            # ties in |e| have equal values, so their order does not change the medians
             self.row_order, abs_err = sort_floats(abs_err)
             y = y[self.row_order]
         self.n_rows = int(y.size)

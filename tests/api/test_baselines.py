@@ -428,3 +428,17 @@ async def test_the_first_matching_rule_wins(client: httpx.AsyncClient, run_jobs:
     expected = np.where(amount > 1000, 1, np.where(amount > 200, 0, np.where(country == "BR", 0, 1)))
     assert rule["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(cols["label"], expected))
     assert rule["metrics"]["f1"] == pytest.approx(skm.f1_score(cols["label"], expected))
+
+
+async def test_the_panel_refuses_to_run_before_it_has_started(client: httpx.AsyncClient, app: Any) -> None:
+    from schemas.evaluations import EvaluationCreate
+    from service.jobs.baselines import BaselinePanel
+
+    request, _ = await _full_panel(client)
+    store = app.state.store
+    batch = store.meta.get_batch(request["batch_id"])
+    with (
+        BaselinePanel(store, batch, EvaluationCreate.model_validate(request), threads=2) as panel,
+        pytest.raises(RuntimeError, match="start"),
+    ):
+        panel.run(None, lambda: None, metrics=["accuracy"], progress=lambda _f: None)  # type: ignore[arg-type,return-value]
