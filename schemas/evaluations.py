@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from schemas.baselines import BaselinesRequest
 from schemas.calibration import CalibrationRequest, ConfidenceRequest
 from schemas.common import WireModel
+from schemas.gates import Gate
 from schemas.robustness import RobustnessRequest
 from schemas.slices import SlicesRequest
 
@@ -21,20 +22,6 @@ class Bootstrap(WireModel):
     )
     confidence: float = Field(default=0.95, gt=0, lt=1)
     seed: int = 0
-
-
-class Gate(WireModel):
-    """A release gate: the metric must be at least ``min`` and/or at most ``max``."""
-
-    metric: str
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _has_bound(self) -> Gate:
-        if self.min is None and self.max is None:
-            raise ValueError("a gate needs `min`, `max` or both")
-        return self
 
 
 class EvaluationCreate(WireModel):

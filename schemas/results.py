@@ -11,6 +11,7 @@ from schemas.baselines import BaselineResult
 from schemas.batches import Task
 from schemas.calibration import CalibrationResult, ConfidenceResult
 from schemas.common import ModelRef, WireModel
+from schemas.gates import GateReport
 from schemas.metrics import ClassMetrics, ConfusionMatrix, Interval
 from schemas.robustness import RobustnessResult
 from schemas.slices import SlicesResult
@@ -21,20 +22,6 @@ class Finding(WireModel):
     severity: Literal["info", "warning", "critical"]
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
-
-
-class GateResult(WireModel):
-    metric: str
-    value: float | None
-    min: float | None
-    max: float | None
-    passed: bool
-    reason: str | None = None
-
-
-class GateReport(WireModel):
-    passed: bool
-    results: list[GateResult] = Field(default_factory=list)
 
 
 class EvaluationResult(WireModel):

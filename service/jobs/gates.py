@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from schemas.evaluations import Gate
-from schemas.results import GateReport, GateResult
+from schemas.gates import Gate, GateReport, GateResult
 
 
 def check_gates(
