@@ -13,10 +13,19 @@ Task = Literal["binary", "multiclass", "regression"]
 LabelValue = int | str
 
 
+class DerivedPrediction(WireModel):
+    source: Literal["score"] = "score"
+    threshold: float = Field(description="Derived predictions are `score >= threshold`.")
+    rows: int = Field(description="Rows whose prediction was missing and was derived.")
+
+
 class Column(WireModel):
     name: str
     type: str = Field(description="Arrow type name, e.g. `double`, `string`, `int64`.")
     role: Literal["sample_id", "label", "prediction", "score", "interval", "feature"]
+    derived: DerivedPrediction | None = Field(
+        default=None, description="Binary predictions: how many were derived from the scores, and how."
+    )
 
 
 class Batch(WireModel):

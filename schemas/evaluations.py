@@ -24,6 +24,10 @@ class Bootstrap(WireModel):
     seed: int = 0
 
 
+class FindingsOptions(WireModel):
+    max: int = Field(default=20, ge=0, le=1000, description="List at most this many findings, by rank.")
+
+
 class EvaluationCreate(WireModel):
     batch_id: str
     metrics: list[str] | None = Field(
@@ -38,6 +42,16 @@ class EvaluationCreate(WireModel):
     confidence: ConfidenceRequest | None = None
     slices: SlicesRequest | None = None
     robustness: RobustnessRequest | None = None
+    threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="Binary: derive every prediction from the score as `score >= threshold` for this "
+        "evaluation (explicit predictions included). Absent: the batch's predictions as stored, those "
+        "derived at upload with the batch's threshold (default 0.5).",
+    )
+    findings: FindingsOptions = Field(default_factory=FindingsOptions)
     callback_url: str | None = Field(
         default=None,
         max_length=2000,

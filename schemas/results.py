@@ -20,8 +20,52 @@ from schemas.slices import SlicesResult
 class Finding(WireModel):
     kind: str = Field(examples=["worse_than_baseline", "unlabeled_rows"])
     severity: Literal["info", "warning", "critical"]
+    rank: int = Field(default=0, description="1 = read first: by severity, then by impact.")
+    impact: float = Field(
+        default=0.0,
+        description="Share of the batch affected times the relative size of the problem (0 to about 1; "
+        "see the README's 'Reading a result' for each kind's measure).",
+    )
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class PrimaryMetric(WireModel):
+    name: str
+    value: float | None
+    interval: Interval | None = Field(default=None, description="Present when `bootstrap` was requested.")
+    chosen_because: str = Field(description="Why this metric leads (request order, or class balance).")
+
+
+class Verdict(WireModel):
+    """What to do with this model version, in one word, and why."""
+
+    status: Literal["pass", "warn", "fail"] = Field(
+        description="fail: a gate failed or a critical finding (e.g. significantly worse than a "
+        "baseline); warn: a warning finding, or a section that could not finish; pass: neither."
+    )
+    reasons: list[str] = Field(
+        description="Failed gates first, then findings by rank, then sections that could not finish."
+    )
+    primary_metric: PrimaryMetric
+    rows: int
+    labeled_rows: int
+    label_coverage: float = Field(description="labeled_rows / rows.")
+    missing_sections: list[str] = Field(
+        default_factory=list, description="Requested sections that failed (see `errors`)."
+    )
+
+
+class SectionError(WireModel):
+    error: str
+
+
+class Threshold(WireModel):
+    """How binary predictions relate to the scores."""
+
+    value: float = Field(description="Predictions derived from scores are `score >= value`.")
+    source: Literal["request", "batch", "default"]
+    derived_rows: int = Field(description="Rows whose prediction was derived from the score with it.")
 
 
 class EvaluationResult(WireModel):
@@ -29,6 +73,9 @@ class EvaluationResult(WireModel):
     batch_id: str
     model: ModelRef
     task: Task
+    verdict: Verdict | None = Field(
+        default=None, description="Absent only in results stored before verdicts."
+    )
     created_at: datetime
     finished_at: datetime
     rows: int
@@ -45,5 +92,11 @@ class EvaluationResult(WireModel):
     confidence: ConfidenceResult | None = None
     robustness: RobustnessResult | None = None
     slices: SlicesResult | None = None
-    findings: list[Finding] = Field(default_factory=list)
+    threshold: Threshold | None = None
+    findings: list[Finding] = Field(default_factory=list, description="By rank: 1 = read first.")
+    findings_omitted: int = Field(default=0, description="Findings left out by `findings.max`.")
     gates: GateReport = Field(default_factory=lambda: GateReport(passed=True))
+    errors: dict[str, SectionError] = Field(
+        default_factory=dict,
+        description="Sections that could not finish, by name; the job succeeds with every other section.",
+    )

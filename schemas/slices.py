@@ -30,7 +30,21 @@ class SlicesRequest(WireModel):
     critical: list[CriticalSlice] = Field(default_factory=list)
     min_support: int = Field(default=30, ge=1)
     bins: int = Field(default=5, ge=2, le=50, description="Quantile bins for numeric slice columns.")
-    alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance for underperforming slices.")
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="False discovery rate for underperforming slices: one Benjamini-Hochberg adjustment "
+        "over every slice test of the evaluation.",
+    )
+    min_effect: float = Field(
+        default=0.25,
+        ge=0,
+        allow_inf_nan=False,
+        description="Smallest gap worth a finding, relative to the rest's distance from a perfect value: "
+        "(rest - value) / (1 - rest) for scores, (value - rest) / rest for losses. For accuracy, 0.25 "
+        "means at least 25% more errors than on the rest of the batch. 0 flags every significant slice.",
+    )
     finder: SliceFinderRequest | None = None
 
 
@@ -84,8 +98,31 @@ class SliceFinderResult(WireModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class ExplainedSlice(WireModel):
+    conditions: dict[str, Any]
+    explained_by: dict[str, Any]
+    reason: str
+
+
+class SliceFlagging(WireModel):
+    """How the underperforming slices were chosen, and what was set aside."""
+
+    tests: int = Field(description="Slice tests (slice x metric) adjusted together.")
+    significant: int = Field(description="Tests rejected after the adjustment, on the worse side.")
+    below_min_effect: int = Field(description="Of those, how many were too small a gap to matter.")
+    flagged: int = Field(description="Slices flagged as underperforming (one finding each).")
+    explained: list[ExplainedSlice] = Field(
+        default_factory=list,
+        description="Slices worse than the rest only because of a related flagged slice (a parent "
+        "that is bad as a whole, or a child that carries the whole gap).",
+    )
+    alpha: float
+    min_effect: float
+
+
 class SlicesResult(WireModel):
     groups: list[SliceGroup] = Field(default_factory=list)
     critical: list[CriticalSliceResult] = Field(default_factory=list)
     finder: SliceFinderResult | None = None
     tree: SliceFinderResult | None = None
+    flagging: SliceFlagging | None = None

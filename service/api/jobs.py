@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
+from schemas.gates import GateReport
 from schemas.jobs import Job, JobList, JobStatus
 from schemas.problems import problem_responses
 from schemas.results import EvaluationResult
 from service.api.deps import PagingDep, StoreDep
+from service.reports.junit import render_junit, suite_name
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -40,12 +42,29 @@ def get_job(job_id: str, store: StoreDep) -> Job:
     "/{job_id}/result",
     response_model=EvaluationResult,
     summary="The result document",
-    description="409 problem while the job is queued or running, or when it failed or was cancelled.",
-    responses=problem_responses(401, 404, 409),
+    description="409 problem while the job is queued or running, or when it failed or was cancelled. "
+    "`format=junit`: the gate report only, as JUnit XML (one test case per gate, a `<failure>` for "
+    "each failed gate) for CI systems.",
+    responses={
+        200: {"content": {"application/xml": {"schema": {"type": "string", "description": "JUnit XML"}}}},
+        **problem_responses(401, 404, 409, 422),
+    },
 )
-def get_result(job_id: str, store: StoreDep) -> Any:
+def get_result(
+    job_id: str,
+    store: StoreDep,
+    format: Annotated[
+        Literal["json", "junit"],
+        Query(description="`json`: the result document; `junit`: the gate report as JUnit XML."),
+    ] = "json",
+) -> Any:
     # Stored already validated; returning the dict avoids re-validating a large document.
-    return store.meta.get_result(job_id)
+    result = store.meta.get_result(job_id)
+    if format == "junit":
+        report = GateReport.model_validate(result.get("gates") or {"passed": True})
+        xml = render_junit(report, suite=suite_name(result), timestamp=result.get("finished_at"))
+        return Response(content=xml, media_type="application/xml")
+    return result
 
 
 @router.post(

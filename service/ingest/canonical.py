@@ -31,6 +31,11 @@ SCORE = "score"
 SCORE_PREFIX = "score__"
 LOWER = "lower"
 UPPER = "upper"
+#: binary predictions missing from a batch are ``score >= threshold``, by default this one
+DEFAULT_THRESHOLD = 0.5
+#: Arrow field metadata of a prediction column derived (in part) from the scores
+DERIVED_THRESHOLD_KEY = b"yardstick.threshold"
+DERIVED_ROWS_KEY = b"yardstick.derived_rows"
 RESERVED_COLUMNS = frozenset({SAMPLE_ID, LABEL, PREDICTION, SCORE, LOWER, UPPER, "scores", "features"})
 
 

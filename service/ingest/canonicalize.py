@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from service.ingest.canonical import (
+    DERIVED_ROWS_KEY,
+    DERIVED_THRESHOLD_KEY,
     LABEL,
     LOWER,
     PREDICTION,
@@ -88,11 +90,21 @@ def canonicalize(table: pa.Table, spec: RawSpec, locator: Locator, *, textual_la
     features = [name for name in names if name not in RESERVED_COLUMNS and not name.startswith(SCORE_PREFIX)]
     arrays = [pa.chunked_array([array]) for array in (sample_ids, *reserved.values())]
     arrays += [_categorical(table.column(name)) for name in features]
-    return CanonicalBatch(
-        spec=batch_spec,
-        table=pa.Table.from_arrays(arrays, names=[SAMPLE_ID, *reserved, *features]),
-        feature_columns=features,
-    )
+    canonical = pa.Table.from_arrays(arrays, names=[SAMPLE_ID, *reserved, *features])
+    if spec.task == "binary" and SCORE in columns:
+        given = columns.get(PREDICTION)
+        derived = table.num_rows if given is None else given.null_count
+        canonical = _mark_derived(canonical, threshold=spec.threshold, rows=derived)
+    return CanonicalBatch(spec=batch_spec, table=canonical, feature_columns=features)
+
+
+def _mark_derived(table: pa.Table, *, threshold: float, rows: int) -> pa.Table:
+    """Record in the prediction field's metadata (kept in the Parquet file) how many predictions
+    were derived from the scores, and with which threshold."""
+    index = table.schema.get_field_index(PREDICTION)
+    metadata = {DERIVED_THRESHOLD_KEY: repr(threshold).encode(), DERIVED_ROWS_KEY: str(rows).encode()}
+    field = table.schema.field(index).with_metadata(metadata)
+    return table.set_column(index, field, table.column(index))
 
 
 # --- column names -----------------------------------------------------------------------------
@@ -299,7 +311,7 @@ def _binary(
             issues.at(PREDICTION, "prediction is missing and there is no score to derive it from", row)
             return None
         derived = pc.if_else(
-            pa.array(score >= 0.5), pa.scalar(positive, type=kind), pa.scalar(negative, type=kind)
+            pa.array(score >= spec.threshold), pa.scalar(positive, type=kind), pa.scalar(negative, type=kind)
         )
         prediction = derived if prediction is None else pc.coalesce(prediction, derived)
     reserved = {LABEL: label, PREDICTION: prediction}

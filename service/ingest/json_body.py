@@ -31,7 +31,7 @@ from service.ingest.canonical import (
 from service.ingest.issues import Issues, Locator, RowsLocator, invalid
 from service.ingest.spec import RawSpec, spec_from_envelope
 
-ENVELOPE_KEYS = ("model", "task", "positive_class", "classes", "rows", "columns")
+ENVELOPE_KEYS = ("model", "task", "positive_class", "classes", "threshold", "rows", "columns")
 ROW_SCALARS = (SAMPLE_ID, LABEL, PREDICTION, SCORE, LOWER, UPPER)
 ROW_NESTED = ("scores", "features")
 _LABEL_COLUMNS = frozenset({LABEL, PREDICTION})

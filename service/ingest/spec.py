@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from service.ingest.canonical import TASKS, Task
+from service.ingest.canonical import DEFAULT_THRESHOLD, TASKS, Task
 from service.ingest.issues import Issues
 
 # A class as the client wrote it: JSON scalars, or text from a query parameter.
@@ -31,10 +31,13 @@ class RawSpec:
     #: where positive_class and classes came from, for issues
     positive_class_field: str = "positive_class"
     classes_field: str = "classes"
+    #: binary: missing predictions are ``score >= threshold``
+    threshold: float = DEFAULT_THRESHOLD
 
 
 def spec_from_params(params: Mapping[str, str]) -> RawSpec:
-    """Read ``model``, ``version``, ``task``, ``positive_class`` and ``classes`` query parameters.
+    """Read ``model``, ``version``, ``task``, ``positive_class``, ``classes`` and ``threshold`` query
+    parameters.
 
     Other parameters are ignored: the API may share the mapping with its own options.
     ``classes`` is comma-separated; an empty ``positive_class`` or ``classes`` means absent.
@@ -51,8 +54,9 @@ def spec_from_params(params: Mapping[str, str]) -> RawSpec:
         if any(not part for part in parts):
             issues.add("classes", "classes is a comma-separated list of non-empty class names")
         classes = list(parts)
+    threshold = _threshold(params.get("threshold"), task, issues)
     issues.raise_if_any()
-    return RawSpec(name, version, cast(Task, task), positive, classes, textual=True)
+    return RawSpec(name, version, cast(Task, task), positive, classes, textual=True, threshold=threshold)
 
 
 def spec_from_envelope(doc: Mapping[str, Any], issues: Issues) -> RawSpec | None:
@@ -84,9 +88,30 @@ def spec_from_envelope(doc: Mapping[str, Any], issues: Issues) -> RawSpec | None
                 if not _is_class_value(value):
                     issues.add(f"classes[{i}]", "a class must be a string or an integer")
                     break
+    threshold = _threshold(doc.get("threshold"), task, issues)
     if issues or name is None or version is None or task is None:
         return None
-    return RawSpec(name, version, cast(Task, task), positive, classes, textual=False)
+    return RawSpec(name, version, cast(Task, task), positive, classes, textual=False, threshold=threshold)
+
+
+def _threshold(value: object, task: str | None, issues: Issues) -> float:
+    """The threshold that derives missing binary predictions from scores (query text or JSON number)."""
+    if value is None or value == "":
+        return DEFAULT_THRESHOLD
+    number: float | None = None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    if number is None or not 0 < number < 1:
+        issues.add("threshold", f"threshold must be a number strictly between 0 and 1, got {value!r}")
+        return DEFAULT_THRESHOLD
+    if task is not None and task != "binary":
+        issues.add("threshold", "threshold applies to binary batches only (predictions = score >= threshold)")
+    return number
 
 
 def _is_class_value(value: object) -> bool:

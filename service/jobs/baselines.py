@@ -25,6 +25,7 @@ from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
 from service.store import Store
 from service.store.records import BatchRecord
 from service.workers import baselines as bw
+from service.workers.primary_metric import needs_scores
 from service.workers.sorting import sort_floats
 
 Progress = Callable[[float], None]
@@ -55,6 +56,8 @@ class Panel:
     batch: BatchRecord
     metrics: list[str]
     primary: str
+    #: decides "beats" for a baseline without scores (a rule, a person) when ``primary`` needs them
+    label_primary: str
     samples: int
     confidence: float
     seed: int
@@ -88,11 +91,18 @@ class Panel:
             paired_with=None if self.batch.task == "regression" else paired_with,
         )
 
-    def options(self) -> dict[str, object]:
+    def primary_for(self, side: bw.PreparedSide) -> str:
+        """The metric that decides "beats" against this side: the primary metric, or the label
+        primary when the primary needs scores that the side does not have."""
+        if needs_scores(self.primary) and side.side.scores is None:
+            return self.label_primary
+        return self.primary
+
+    def options(self, primary: str | None = None) -> dict[str, object]:
         return {
             "task": self.batch.task,
             "metrics": self.metrics,
-            "primary_metric": self.primary,
+            "primary_metric": primary or self.primary,
             "n_classes": self.n_classes,
             "positive": self.positive,
             "samples": self.samples,
@@ -106,14 +116,6 @@ class Panel:
 def _native_pools() -> ThreadpoolController:
     """The process's native thread pools (BLAS, OpenMP), inspected once."""
     return ThreadpoolController()
-
-
-def primary_metric(request: EvaluationCreate, metrics: list[str], task: str) -> str:
-    """The metric that decides "beats": the first requested, else accuracy / rmse."""
-    if request.metrics:
-        return request.metrics[0]
-    preferred = "rmse" if task == "regression" else "accuracy"
-    return preferred if preferred in metrics else metrics[0]
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,8 @@ class BaselinePanel:
         prepare_model: Callable[[], bw.PreparedSide],
         *,
         metrics: list[str],
+        primary: str,
+        label_primary: str,
         progress: Progress,
     ) -> tuple[bw.PreparedSide, list[BaselineResult], list[Finding]]:
         """Every requested baseline against the model, prepared once (its scores sorted once).
@@ -257,7 +261,8 @@ class BaselinePanel:
         panel = Panel(
             batch=batch,
             metrics=metrics,
-            primary=primary_metric(request, metrics, batch.task),
+            primary=primary,
+            label_primary=label_primary,
             samples=boot.samples if boot else 1000,
             confidence=boot.confidence if boot else 0.95,
             seed=boot.seed if boot else 0,
@@ -331,7 +336,14 @@ def _entry(
     pairing: Pairing,
     panel: Panel,
     details: dict[str, object] | None = None,
+    primary: str | None = None,
 ) -> BaselineResult:
+    primary = primary or panel.primary
+    details = dict(details or {})
+    if primary != panel.primary:
+        details["compared_on"] = (
+            f"{primary}: the primary metric {panel.primary} needs scores, which this baseline does not give"
+        )
     return BaselineResult(
         kind=kind,  # type: ignore[arg-type]
         name=name,
@@ -341,8 +353,8 @@ def _entry(
         significance=comparison.significance,
         pairing=pairing,
         beats=comparison.beats,
-        primary_metric=panel.primary,
-        details=details or {},
+        primary_metric=primary,
+        details=details,
     )
 
 
@@ -441,13 +453,16 @@ def _finish(
 ) -> BaselineResult:
     """Compare a prepared baseline side with the model (or the model's side on the shared rows)."""
     assert prepared is not None
+    primary = panel.primary_for(prepared.side)
     comparison = bw.compare(
         prepared.model_side or model,
         prepared.side,
         paired=prepared.paired,
-        **panel.options(),  # type: ignore[arg-type]
+        **panel.options(primary),  # type: ignore[arg-type]
     )
-    return _entry(kind, name, prepared.side.report, comparison, prepared.pairing, panel, prepared.details)
+    return _entry(
+        kind, name, prepared.side.report, comparison, prepared.pairing, panel, prepared.details, primary
+    )
 
 
 def _load_other(store: Store, batch: BatchRecord, other: BatchRecord, *, same_ids: bool) -> _Loaded:
@@ -644,9 +659,12 @@ def _finding(result: BaselineResult) -> Finding | None:
         if comparison.model is not None and comparison.baseline is not None
         else f"The model does not beat the {result.name} baseline on {result.primary_metric}."
     )
+    gain = comparison.normalized_gain
     return Finding(
         kind="worse_than_baseline",
         severity="critical" if worse else "warning",
+        # the whole batch times the relative shortfall: -(model - baseline) / (perfect - baseline)
+        impact=max(0.0, -gain) if gain is not None else 0.0,
         message=message,
         details={
             "baseline": result.name,

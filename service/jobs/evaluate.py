@@ -7,9 +7,11 @@ options and return result models; the store gets a JSON document back.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -18,11 +20,14 @@ import pyarrow.compute as pc
 from schemas.baselines import BaselineResult
 from schemas.common import ModelRef
 from schemas.evaluations import EvaluationCreate
-from schemas.metrics import MetricsReport
-from schemas.results import EvaluationResult, Finding
-from service.errors import InvalidInput
+from schemas.metrics import Interval, MetricsReport
+from schemas.results import EvaluationResult, Finding, PrimaryMetric, SectionError, Threshold
+from schemas.slices import SlicesResult
+from service.errors import InvalidInput, YardstickError
 from service.expressions import parse
-from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, SCORE, score_column
+from service.ingest.canonical import DEFAULT_THRESHOLD, LABEL, PREDICTION, SAMPLE_ID, SCORE, score_column
+from service.integrations.model_endpoint import EndpointError
+from service.integrations.outbound import OutboundBlocked, OutboundError
 from service.jobs.baselines import BaselinePanel, LabeledRows
 from service.jobs.gates import check_gates
 from service.jobs.probabilities import regression_confidence, run_calibration, run_confidence
@@ -34,9 +39,18 @@ from service.store.records import BatchRecord, JobRecord
 from service.workers import bootstrap as bootstrap_worker
 from service.workers import metrics as metrics_worker
 from service.workers.baselines import PreparedSide, Side, prepare_side
+from service.workers.primary_metric import (
+    PrimaryChoice,
+    choose_primary_metric,
+    label_primary_metric,
+    needs_scores,
+)
 from service.workers.sorting import sort_floats
+from service.workers.verdict import decide, rank_findings
 
 Progress = Callable[[float], None]
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,8 +95,12 @@ def labeled_rows(table: pa.Table, data: EvaluationData) -> LabeledRows:
     return LabeledRows(side=side, table=labeled, sample_id=ids)
 
 
-def evaluation_data(table: pa.Table, batch: BatchRecord) -> EvaluationData:
-    """Drop unlabeled rows and turn classification labels into codes in ``classes`` order."""
+def evaluation_data(table: pa.Table, batch: BatchRecord, *, threshold: float | None = None) -> EvaluationData:
+    """Drop unlabeled rows and turn classification labels into codes in ``classes`` order.
+
+    ``threshold`` (binary with scores): every prediction is ``score >= threshold`` instead of
+    the stored one.
+    """
     labeled = _labeled(table)
     if batch.task == "regression":
         return EvaluationData(
@@ -92,10 +110,16 @@ def evaluation_data(table: pa.Table, batch: BatchRecord) -> EvaluationData:
             rows=table.num_rows,
         )
     classes = pa.array(batch.classes)
+    scores = score_matrix(labeled, batch)
+    if threshold is not None and batch.task == "binary" and scores is not None:
+        positive = (batch.classes or []).index(batch.positive_class)
+        y_pred = np.where(scores >= threshold, positive, 1 - positive).astype(np.intp)
+    else:
+        y_pred = class_codes(labeled.column(PREDICTION), classes)
     return EvaluationData(
         y_true=class_codes(labeled.column(LABEL), classes),
-        y_pred=class_codes(labeled.column(PREDICTION), classes),
-        scores=score_matrix(labeled, batch),
+        y_pred=y_pred,
+        scores=scores,
         rows=table.num_rows,
     )
 
@@ -138,12 +162,42 @@ def compute_metrics(data: EvaluationData, batch: BatchRecord, request: Evaluatio
 
 
 def model_metric_names(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> list[str]:
-    """The metrics computed for the model: the requested ones, else the task's defaults."""
+    """The metrics computed for the model: the requested ones, else the task's defaults; and the
+    label primary metric when a baseline without scores must be compared on it."""
     has_scores = data.scores is not None
-    names = request.metrics or metrics_worker.default_metrics(batch.task, has_scores=has_scores)
+    names = list(request.metrics or metrics_worker.default_metrics(batch.task, has_scores=has_scores))
     # prepare_side tolerates a side without scores (baselines may lack them); the model may not.
     metrics_worker.validate_metric_names(batch.task, names, has_scores=has_scores)
-    return list(names)
+    spec = request.baselines
+    scoreless = spec is not None and bool(spec.heuristics or spec.human or spec.existing)
+    primary = primary_choice(data, batch, request).name
+    if scoreless and needs_scores(primary):
+        label = label_primary_choice(data, batch).name
+        if label not in names:
+            names.append(label)
+    return names
+
+
+def _support(data: EvaluationData, batch: BatchRecord) -> np.ndarray | None:
+    if batch.task == "regression":
+        return None
+    return np.bincount(data.y_true, minlength=len(batch.classes or []))
+
+
+def _positive(batch: BatchRecord) -> int | None:
+    return (batch.classes or []).index(batch.positive_class) if batch.task == "binary" else None
+
+
+def primary_choice(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> PrimaryChoice:
+    """The metric the verdict leads with and "beats" follows (:mod:`service.workers.primary_metric`)."""
+    return choose_primary_metric(
+        batch.task, requested=request.metrics, support=_support(data, batch), positive=_positive(batch)
+    )
+
+
+def label_primary_choice(data: EvaluationData, batch: BatchRecord) -> PrimaryChoice:
+    """The primary metric among the label metrics: what a rule or a person is compared on."""
+    return label_primary_metric(batch.task, support=_support(data, batch), positive=_positive(batch))
 
 
 def prepare_model(
@@ -181,7 +235,13 @@ class _ModelSection:
 
 
 def _model_section(
-    store: Store, batch: BatchRecord, request: EvaluationCreate, settings: Settings, progress: Progress
+    store: Store,
+    batch: BatchRecord,
+    request: EvaluationCreate,
+    settings: Settings,
+    progress: Progress,
+    *,
+    with_baselines: bool = True,
 ) -> _ModelSection:
     """Read the batch and compute the model's metrics, with the baseline panel when requested.
 
@@ -190,7 +250,7 @@ def _model_section(
     """
     with contextlib.ExitStack() as stack:
         panel = None
-        if request.baselines is not None:
+        if request.baselines is not None and with_baselines:
             panel = stack.enter_context(BaselinePanel(store, batch, request, threads=settings.job_threads))
         ids = panel is not None and panel.needs_sample_ids
         wanted = (
@@ -205,7 +265,7 @@ def _model_section(
             # every row is labeled, so these are the model's scores: sorted while labels are decoded
             scores = score_matrix(table, batch)
             presorted = None if scores is None else panel.submit(sort_floats, scores)
-        data = evaluation_data(table, batch)
+        data = evaluation_data(table, batch, threshold=request.threshold)
         if data.y_true.size == 0:
             no_labels = Finding(
                 kind="no_labeled_rows",
@@ -222,6 +282,8 @@ def _model_section(
             labeled_rows(table, data),
             lambda: prepare_model(data, batch, request, None if presorted is None else presorted.result()),
             metrics=model_metric_names(data, batch, request),
+            primary=primary_choice(data, batch, request).name,
+            label_primary=label_primary_choice(data, batch).name,
             progress=lambda f: progress(0.05 + 0.15 * f),
         )
         assert prepared.report is not None
@@ -234,60 +296,66 @@ def run_evaluation(
     settings = settings or Settings()
     request = EvaluationCreate.model_validate(job.request)
     batch = store.meta.get_batch(request.batch_id)
-    model = _model_section(store, batch, request, settings, progress)
+    errors: dict[str, SectionError] = {}
+    try:
+        model = _model_section(store, batch, request, settings, progress)
+    except Exception as error:
+        if request.baselines is None:
+            raise
+        # the baselines failed (a baseline batch deleted meanwhile): everything else still runs
+        errors["baselines"] = SectionError(error=section_error(error))
+        model = _model_section(store, batch, request, settings, progress, with_baselines=False)
     table, data, report = model.table, model.data, model.report
     findings: list[Finding] = list(model.findings)
+    labeled = data.y_true.size > 0
     progress(0.2)
-    if request.bootstrap is not None and data.y_true.size > 0:
+    if request.bootstrap is not None and labeled:
         report.intervals = _bootstrap(data, batch, request, report, progress)
-    calibration, confidence = None, None
-    if request.calibration is not None and data.y_true.size > 0 and data.scores is not None:
-        calibration, calibration_findings = run_calibration(data.y_true, data.scores, batch, request)
-        findings += calibration_findings
-    if request.confidence is not None and data.y_true.size > 0:
-        if batch.task == "regression":
-            confidence = regression_confidence(table, request.confidence)
-        else:
-            confidence = run_confidence(data.y_true, data.y_pred, data.scores, request.confidence)
-    robustness = None
-    if request.robustness is not None:
-        robustness, robustness_findings = run_robustness(
-            store, settings, batch, request, progress=lambda f: progress(0.2 + 0.4 * f)
+    sections = _Sections(errors, findings)
+    calibration = confidence = robustness = slices = None
+    if request.calibration is not None and labeled and data.scores is not None:
+        calibration = sections.run(
+            "calibration", lambda: run_calibration(data.y_true, data.scores, batch, request)
         )
-        findings += robustness_findings
+    if request.confidence is not None and labeled:
+        if batch.task == "regression":
+            confidence = sections.run(
+                "confidence", lambda: (regression_confidence(table, request.confidence), [])
+            )
+        else:
+            confidence = sections.run(
+                "confidence",
+                lambda: (run_confidence(data.y_true, data.y_pred, data.scores, request.confidence), []),
+            )
+    if request.robustness is not None:
+        robustness = sections.run(
+            "robustness",
+            lambda: run_robustness(
+                store, settings, batch, request, progress=lambda f: progress(0.2 + 0.4 * f)
+            ),
+        )
     progress(0.6)
     findings += model.baseline_findings
-    slices = None
-    if request.slices is not None and data.y_true.size > 0:
-        labeled = table.filter(pc.is_valid(table.column(LABEL)))
-        slices, slice_findings = run_slices(
-            store,
-            batch,
-            job,
-            request,
-            labeled,
-            data.y_true,
-            data.y_pred,
-            data.scores,
-            report,
-            progress=lambda f: progress(0.8 + 0.15 * f),
+    if request.slices is not None and labeled:
+        slices = sections.run(
+            "slices",
+            lambda: _slices(store, batch, job, request, table, data, report, progress),
         )
-        findings += slice_findings
-        if batch.task != "regression":
-            findings += comparison_paradoxes(store, batch, request, labeled, data.y_true == data.y_pred)
     progress(0.95)
     if 0 < batch.labeled_rows < batch.rows:
         findings.append(
             Finding(
                 kind="unlabeled_rows",
                 severity="info",
+                impact=1 - batch.labeled_rows / batch.rows,
                 message=f"{batch.rows - batch.labeled_rows} of {batch.rows} rows have no label yet "
                 "and were left out of the metrics.",
                 details={"rows": batch.rows, "labeled_rows": batch.labeled_rows},
             )
         )
-    gates = check_gates(request.gates or [], report.metrics, report.undefined)
-    return EvaluationResult(
+    ranked = rank_findings(findings)
+    limit = request.findings.max
+    result = EvaluationResult(
         job_id=job.id,
         batch_id=batch.id,
         model=ModelRef(name=batch.model_name, version=batch.model_version),
@@ -308,9 +376,98 @@ def run_evaluation(
         confidence=confidence,
         robustness=robustness,
         slices=slices,
-        findings=findings,
-        gates=gates,
+        threshold=_threshold(batch, request, data),
+        findings=ranked[:limit],
+        findings_omitted=max(0, len(ranked) - limit),
+        errors=errors,
     )
+    result.gates = check_gates(request.gates or [], result)
+    choice = primary_choice(data, batch, request)
+    interval = report.intervals.get(choice.name)
+    result.verdict = decide(
+        gates=result.gates,
+        findings=ranked,
+        errors=errors,
+        primary=PrimaryMetric(
+            name=choice.name,
+            value=report.metrics.get(choice.name),
+            interval=Interval.model_validate(interval) if interval is not None else None,
+            chosen_because=choice.reason,
+        ),
+        rows=batch.rows,
+        labeled_rows=batch.labeled_rows,
+    )
+    return result
+
+
+class _Sections:
+    """Runs optional sections so that one that fails records its error and the job goes on."""
+
+    def __init__(self, errors: dict[str, SectionError], findings: list[Finding]) -> None:
+        self._errors, self._findings = errors, findings
+
+    def run(self, name: str, compute: Callable[[], tuple[T, list[Finding]]]) -> T | None:
+        try:
+            value, findings = compute()
+        except Exception as error:
+            self._errors[name] = SectionError(error=section_error(error))
+            return None
+        self._findings += findings
+        return value
+
+
+def section_error(error: Exception) -> str:
+    """What a section's failure says in the result: our own errors' messages (they name the field
+    or batch and say how to fix it); for anything else only its type, since its text may carry
+    server paths or a remote body. The worker's log has the whole traceback."""
+    if isinstance(error, YardstickError | EndpointError | OutboundBlocked | OutboundError):
+        return str(error)
+    _log.exception("an evaluation section failed")
+    return f"internal error ({type(error).__name__}); the server log has the details"
+
+
+def _slices(
+    store: Store,
+    batch: BatchRecord,
+    job: JobRecord,
+    request: EvaluationCreate,
+    table: pa.Table,
+    data: EvaluationData,
+    report: MetricsReport,
+    progress: Progress,
+) -> tuple[SlicesResult, list[Finding]]:
+    labeled = table.filter(pc.is_valid(table.column(LABEL)))
+    slices, findings = run_slices(
+        store,
+        batch,
+        job,
+        request,
+        labeled,
+        data.y_true,
+        data.y_pred,
+        data.scores,
+        report,
+        progress=lambda f: progress(0.8 + 0.15 * f),
+    )
+    if batch.task != "regression":
+        findings += comparison_paradoxes(store, batch, request, labeled, data.y_true == data.y_pred)
+    return slices, findings
+
+
+def _threshold(batch: BatchRecord, request: EvaluationCreate, data: EvaluationData) -> Threshold | None:
+    """Binary batches with scores: the threshold that turned scores into predictions."""
+    if batch.task != "binary" or data.scores is None:
+        return None
+    if request.threshold is not None:
+        return Threshold(value=request.threshold, source="request", derived_rows=int(data.y_true.size))
+    derived = next((c.get("derived") for c in batch.columns if c["role"] == "prediction"), None)
+    if isinstance(derived, dict):
+        return Threshold(
+            value=float(derived.get("threshold", DEFAULT_THRESHOLD)),
+            source="batch" if derived.get("threshold") != DEFAULT_THRESHOLD else "default",
+            derived_rows=int(derived.get("rows", 0)),
+        )
+    return Threshold(value=DEFAULT_THRESHOLD, source="default", derived_rows=0)
 
 
 def _no_labels_report(batch: BatchRecord, request: EvaluationCreate, data: EvaluationData) -> MetricsReport:

@@ -42,6 +42,7 @@ def run_calibration(
             Finding(
                 kind="miscalibrated",
                 severity="warning",
+                impact=float(result.ece),
                 message=f"Expected calibration error {result.ece:.4f} exceeds "
                 f"the tolerance {spec.ece_tolerance:g}: "
                 "the scores should not be read as probabilities without recalibration.",

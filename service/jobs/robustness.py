@@ -221,6 +221,7 @@ def findings_for(result: RobustnessResult, spec: RobustnessRequest, batch: Batch
                 Finding(
                     kind=kind,
                     severity="critical" if rate > 0.1 else "warning",
+                    impact=rate,
                     message=f"{outcome.name}: {outcome.violations} of {outcome.rows} rows "
                     f"({rate:.1%}) broke the expectation '{outcome.expect}'.",
                     details={
@@ -241,6 +242,7 @@ def _finding_perturbation(p: PerturbationResult, spec: RobustnessRequest) -> Fin
     return Finding(
         kind="fragile_to_perturbation",
         severity="warning",
+        impact=p.flip_rate,
         message=f"{p.noise} noise on {p.column} (scale {p.scale:g}) "
         f"flipped {p.flip_rate:.1%} of predictions, "
         f"above the tolerated {spec.max_flip_rate:.1%}.",

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from schemas.evaluations import EvaluationCreate
 from schemas.metrics import MetricsReport
 from schemas.results import Finding
-from schemas.slices import CriticalSliceResult, SliceMetric, SlicesResult
+from schemas.slices import CriticalSliceResult, ExplainedSlice, SliceFlagging, SliceMetric, SlicesResult
 from service.expressions import evaluate as evaluate_expression
 from service.expressions import parse
 from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
@@ -22,6 +22,7 @@ from service.store.records import BatchRecord, JobRecord
 from service.workers import metrics as metrics_worker
 from service.workers import simpsons, slicefinder
 from service.workers import slices as slice_worker
+from service.workers.slices.flagging import FlaggedSlice, describe_conditions, flag_slices
 
 Progress = Callable[[float], None]
 Column = tuple[str, np.ndarray, list[Any]]
@@ -98,14 +99,32 @@ def run_slices(
         return cache[name]
 
     groups = [[c] for c in spec.columns] + [list(cross) for cross in spec.crosses]
-    # Prepared once (scores sorted, per-row losses computed), then one report per column or cross.
+    # Prepared once (scores sorted, per-row losses computed), then one evaluation per column or cross.
     evaluator = slice_worker.SliceEvaluator(y_true, y_pred, **common) if groups else None
+    tests = []
     for i, names in enumerate(groups):
         assert evaluator is not None
-        group, under = evaluator.report([column(n) for n in names])
+        group, group_tests = evaluator.evaluate([column(n) for n in names])
         result.groups.append(group)
-        findings += _underperforming(under)
+        tests.append(group_tests)
         progress(0.5 * (i + 1) / max(len(groups), 1))
+    if tests:
+        flags = flag_slices(
+            tests, alpha=spec.alpha, min_effect=spec.min_effect, binary_errors=task != "regression"
+        )
+        result.flagging = SliceFlagging(
+            tests=flags.tests,
+            significant=flags.significant,
+            below_min_effect=flags.below_min_effect,
+            flagged=len(flags.flagged),
+            explained=[
+                ExplainedSlice(conditions=e.conditions, explained_by=e.by, reason=e.reason)
+                for e in flags.explained
+            ],
+            alpha=flags.alpha,
+            min_effect=flags.min_effect,
+        )
+        findings += [_underperforming(f, task) for f in flags.flagged]
 
     result.critical = [
         _critical(store, batch, job, c.name, c.where, labeled, y_true, y_pred, scores, metrics)
@@ -128,7 +147,9 @@ def run_slices(
             errors, finder_columns, max_depth=finder.max_conditions, **options
         )
     progress(0.8)
-    findings += _trend_reversals(labeled, errors, [column(n) for n in spec.columns], spec.min_support)
+    findings += _trend_reversals(
+        labeled, errors, [column(n) for n in spec.columns], spec.min_support, features=_features(batch)
+    )
     return result, findings
 
 
@@ -138,36 +159,60 @@ def _row_errors(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> np.ndarray
     return (y_true != y_pred).astype(np.float64)
 
 
-def _underperforming(entries: list[dict[str, Any]]) -> list[Finding]:
-    """One finding per slice, listing every metric on which it is significantly worse than the rest."""
-    by_slice: dict[str, list[dict[str, Any]]] = {}
-    for u in entries:
-        by_slice.setdefault(repr(sorted(u["conditions"].items())), []).append(u)
-    findings = []
-    for items in by_slice.values():
-        items.sort(key=lambda u: u["p_value"])
-        first = items[0]
-        where = " and ".join(f"{k} = {v!r}" for k, v in first["conditions"].items())
-        shown = ", ".join(
-            f"{u['metric']} {u['value']:.4g}" + (f" vs {u['rest']:.4g}" if u.get("rest") is not None else "")
-            for u in items[:4]
-        )
-        more = f" and {len(items) - 4} more metrics" if len(items) > 4 else ""
-        findings.append(
-            Finding(
-                kind="underperforming_slice",
-                severity="warning",
-                message=f"Where {where} (n = {first['n']}) the model is significantly worse than on the rest "
-                f"of the batch: {shown}{more} (Benjamini-Hochberg corrected).",
-                details={
-                    "columns": first.get("columns"),
-                    "conditions": first["conditions"],
-                    "n": first["n"],
-                    "metrics": items,
-                },
-            )
-        )
-    return findings
+def _underperforming(flagged: FlaggedSlice, task: str) -> Finding:
+    """One finding per flagged slice, with every metric on which it is materially worse."""
+    where = describe_conditions(flagged.conditions)
+    shown = ", ".join(f"{m.metric} {m.value:.4g} vs {m.rest:.4g}" for m in flagged.metrics[:4])
+    more = f" and {len(flagged.metrics) - 4} more metrics" if len(flagged.metrics) > 4 else ""
+    error = "absolute error" if task == "regression" else "error rate"
+    ratio = (
+        f"; {error} {flagged.error_rate:.3g} vs {flagged.rest_error_rate:.3g}"
+        if np.isfinite(flagged.error_rate) and np.isfinite(flagged.rest_error_rate)
+        else ""
+    )
+    explains = (
+        " It also accounts for "
+        + "; ".join(describe_conditions(e["conditions"]) for e in flagged.explains)
+        + " looking worse."
+        if flagged.explains
+        else ""
+    )
+    lead = flagged.metrics[0]
+    return Finding(
+        kind="underperforming_slice",
+        severity="warning",
+        impact=flagged.impact,
+        message=f"Where {where} ({flagged.n} rows, {flagged.share:.1%} of the batch) the model is worse than "
+        f"on the rest: {shown}{more}{ratio} (adjusted p = {lead.p_adjusted:.2g}).{explains}",
+        details={
+            "columns": flagged.columns,
+            "conditions": flagged.conditions,
+            "n": flagged.n,
+            "share": flagged.share,
+            "error_rate": _finite(flagged.error_rate),
+            "rest_error_rate": _finite(flagged.rest_error_rate),
+            "relative_gap": max(m.relative_gap for m in flagged.metrics),
+            "p_adjusted": lead.p_adjusted,
+            "metrics": [
+                {
+                    "metric": m.metric,
+                    "value": m.value,
+                    "rest": m.rest,
+                    "overall": m.overall,
+                    "difference": None if m.overall is None else m.value - m.overall,
+                    "relative_gap": m.relative_gap,
+                    "p_value": m.p_value,
+                    "p_adjusted": m.p_adjusted,
+                }
+                for m in flagged.metrics
+            ],
+            "explains": flagged.explains,
+        },
+    )
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def _critical(
@@ -222,13 +267,19 @@ def _critical(
 
 
 def _trend_reversals(
-    labeled: pa.Table, errors: np.ndarray, columns: list[Column], min_support: int
+    labeled: pa.Table, errors: np.ndarray, columns: list[Column], min_support: int, *, features: list[str]
 ) -> list[Finding]:
-    """Per model: a numeric column whose trend with the error reverses inside another column's slices."""
+    """Per model: a numeric feature whose trend with the error reverses inside another column's slices.
+
+    Only feature columns: the label, prediction and scores make the error by definition, so a
+    "trend" of the error with them says nothing about the data."""
     numeric = [
         name
-        for name in labeled.column_names
-        if pa.types.is_integer(labeled.column(name).type) or pa.types.is_floating(labeled.column(name).type)
+        for name in features
+        if name in labeled.column_names
+        and (
+            pa.types.is_integer(labeled.column(name).type) or pa.types.is_floating(labeled.column(name).type)
+        )
     ]
     findings = []
     for x_name in numeric:

@@ -12,6 +12,7 @@ from service.errors import FieldIssue, InvalidInput, NotFound
 from service.expressions import ExpressionError, check_columns, parse
 from service.ingest.canonical import SCORE, SCORE_PREFIX, Label
 from service.integrations.outbound import OutboundBlocked, OutboundPolicy
+from service.jobs.gates import gate_issues
 from service.settings import Settings
 from service.store import JobRecord, Store, new_id
 from service.store.records import BatchRecord
@@ -33,14 +34,7 @@ def validate_request(request: EvaluationCreate, batch: BatchRecord) -> None:
         except ValueError as exc:
             issues.append(FieldIssue("metrics", str(exc)))
     computed = set(request.metrics or metrics_worker.default_metrics(batch.task, has_scores=has_scores))
-    for i, gate in enumerate(request.gates or []):
-        if gate.metric not in computed:
-            issues.append(
-                FieldIssue(
-                    f"gates[{i}].metric",
-                    f"{gate.metric!r} is not among the metrics this evaluation computes: {sorted(computed)}",
-                )
-            )
+    issues += gate_issues(request, batch.task, computed)
     if issues:
         raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
 
@@ -259,16 +253,23 @@ def _arrow_type(name: str) -> pa.DataType:
         return pa.null()
 
 
-def validate_callback(request: EvaluationCreate, settings: Settings) -> None:
-    """The URL must be one the outbound policy could call (address checks repeat at send time)."""
-    if request.callback_url is None:
-        return
-    try:
-        OutboundPolicy.from_settings(settings.outbound_allow).check_url(request.callback_url)
-    except OutboundBlocked as exc:
-        raise InvalidInput(str(exc), [FieldIssue("callback_url", str(exc))]) from exc
-    except ValueError as exc:
-        raise InvalidInput(str(exc), [FieldIssue("callback_url", str(exc))]) from exc
+def validate_outbound_urls(request: EvaluationCreate, settings: Settings) -> None:
+    """The callback and the model endpoint must be URLs the outbound policy could call (address
+    checks repeat at connect time): a refused one is a 422 now, not a failed section later."""
+    policy = OutboundPolicy.from_settings(settings.outbound_allow)
+    urls = [("callback_url", request.callback_url)]
+    if request.robustness is not None and request.robustness.endpoint is not None:
+        urls.append(("robustness.endpoint.url", request.robustness.endpoint.url))
+    issues = []
+    for field, url in urls:
+        if url is None:
+            continue
+        try:
+            policy.check_url(url)
+        except (OutboundBlocked, ValueError) as exc:
+            issues.append(FieldIssue(field, str(exc)))
+    if issues:
+        raise InvalidInput(issues[0].message, issues)
 
 
 def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreate) -> JobRecord:
@@ -284,7 +285,7 @@ def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreat
     validate_probability_sections(request, batch)
     validate_robustness(store, request, batch)
     validate_slices(request, batch)
-    validate_callback(request, settings)
+    validate_outbound_urls(request, settings)
     job = JobRecord(
         id=new_id("j"),
         batch_id=batch.id,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
 from service.ingest.canonical import (
+    DERIVED_ROWS_KEY,
+    DERIVED_THRESHOLD_KEY,
     LABEL,
     LOWER,
     PREDICTION,
@@ -31,7 +34,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def describe_columns(table: pa.Schema) -> list[dict[str, str]]:
+def describe_columns(table: pa.Schema) -> list[dict[str, Any]]:
     """Column name, Arrow type and role, as shown in a Batch."""
     roles = {SAMPLE_ID: "sample_id", LABEL: "label", PREDICTION: "prediction", SCORE: "score"}
     out = []
@@ -44,7 +47,15 @@ def describe_columns(table: pa.Schema) -> list[dict[str, str]]:
                 role = "interval"
             else:
                 role = "feature"
-        out.append({"name": fld.name, "type": str(fld.type), "role": role})
+        column: dict[str, Any] = {"name": fld.name, "type": str(fld.type), "role": role}
+        metadata = fld.metadata or {}
+        if role == "prediction" and DERIVED_THRESHOLD_KEY in metadata:
+            column["derived"] = {
+                "source": "score",
+                "threshold": float(metadata[DERIVED_THRESHOLD_KEY]),
+                "rows": int(metadata.get(DERIVED_ROWS_KEY, b"0")),
+            }
+        out.append(column)
     return out
 
 

@@ -22,7 +22,7 @@ class BatchRecord:
     positive_class: Label | None
     rows: int
     labeled_rows: int
-    columns: list[dict[str, str]]
+    columns: list[dict[str, Any]]
     data_path: str
     data_version: int
     created_at: datetime

@@ -8,13 +8,26 @@ code is a missing value, which belongs to no slice) and builds the
 Two checks
 ----------
 * :func:`comparison_paradox` -- the model against a baseline (``existing`` or
-  ``human``) on one slice column. The kidney-stone pattern (Charig et al. 1986):
-  treatment A is better on small stones (81/87 against 234/270) and on large
-  stones (192/263 against 55/80) yet worse overall (273/350 = 78% against
-  289/350 = 83%) because 75% of A's cases were large stones against 23% of B's.
+  ``human``) on one slice column, tested as a stratified 2x2 analysis: the crude
+  (aggregate) effect against the Mantel-Haenszel effect pooled over the slices.
+  It fires when the two point in opposite directions and the crude effect is
+  outside the pooled effect's confidence interval -- not only when every slice
+  reverses. Two textbook cases:
+
+  - kidney stones (Charig et al. 1986): treatment A is better on small stones
+    (81/87 against 234/270) and on large stones (192/263 against 55/80) yet worse
+    overall (273/350 = 78% against 289/350 = 83%) because 75% of A's cases were
+    large stones against 23% of B's;
+  - UC Berkeley graduate admissions 1973 (Bickel, Hammel & O'Connell 1975): men
+    are admitted more often overall (44.5% against 30.4%) but, department by
+    department, women are not disadvantaged (Mantel-Haenszel odds ratio of
+    admission women/men 1.11) -- women applied more to the departments that
+    admit few; four of the six departments favour women, two favour men.
+
   The two sides may be different rows (unpaired batches of different slice
   composition) or the same rows (paired); with the same rows and codes the
-  composition is equal and the check can never fire.
+  composition is equal, the Mantel-Haenszel risk difference equals the crude
+  one, and the check can never fire.
 * :func:`trend_reversal` -- one model: the least-squares slope of the per-row
   error on a numeric column, overall against inside the slices of another column
   (error falls with ``x`` inside every group but rises overall because the groups
@@ -27,9 +40,20 @@ Conventions
 * Signs are strict: a difference (slope) of zero, or within ``min_difference``
   of zero, has no direction and vetoes the paradox.
 * The aggregate is over all of a side's rows (missing and unsupported slices
-  included, as reported), but the reversal must also hold on the rows of the
-  supported slices alone; otherwise it comes from slices nobody could compare,
-  and "better in every slice" would be a claim about rows that were not checked.
+  included, as reported), but the crude effect that is tested is over the rows
+  of the supported slices alone (the rows the pooled effect is computed on), and
+  both must point the same way; otherwise the reversal comes from slices nobody
+  could compare.
+
+References
+----------
+Mantel, N. & Haenszel, W. (1959). Statistical aspects of the analysis of data
+from retrospective studies of disease. *J. Natl. Cancer Inst.* 22, 719-748.
+Robins, J., Breslow, N. & Greenland, S. (1986). Estimators of the Mantel-Haenszel
+variance consistent in both sparse data and large-strata limiting models.
+*Biometrics* 42, 311-323.
+Greenland, S. & Robins, J. (1985). Estimation of a common effect parameter from
+sparse follow-up data. *Biometrics* 41, 55-68.
 """
 
 from __future__ import annotations
@@ -93,12 +117,161 @@ def _sign(value: float, tolerance: float) -> int:
 # --------------------------------------------------------------------------- comparison
 
 
-def _side(outcomes: np.ndarray, codes: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row count and outcome sum per code (missing codes dropped)."""
+def _side(
+    outcomes: np.ndarray, codes: np.ndarray, n_labels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row count, outcome sum and sum of squared deviations from the slice mean, per code.
+
+    Rows with a missing (negative) code are dropped.
+    """
     present = codes >= 0
-    n = np.bincount(codes[present], minlength=n_labels)
-    total = np.bincount(codes[present], weights=outcomes[present], minlength=n_labels)
-    return n, total
+    c, v = codes[present], outcomes[present]
+    n = np.bincount(c, minlength=n_labels)
+    total = np.bincount(c, weights=v, minlength=n_labels)
+    mean = np.divide(total, n, out=np.zeros(n_labels), where=n > 0)
+    squares = np.bincount(c, weights=(v - mean[c]) ** 2, minlength=n_labels)
+    return n, total, squares
+
+
+def _finite(value: float) -> float | None:
+    """A float for the details, None when it is infinite or undefined (JSON has neither)."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _two_sided_p(z: float) -> float:
+    return float(2.0 * scipy_stats.norm.sf(abs(z)))
+
+
+def _log(value: float) -> float:
+    return math.log(value) if value > 0 else -math.inf
+
+
+def _crude_odds_ratio(a: float, n1: float, c: float, n0: float, *, z: float) -> dict[str, Any]:
+    """Odds ratio of the collapsed 2x2 table, Woolf interval, Pearson chi-square p-value.
+
+    ``a`` of ``n1`` model rows and ``c`` of ``n0`` baseline rows correct:
+    ``OR = a d / (b c)`` with ``b = n1 - a``, ``d = n0 - c``; the interval is
+    ``exp(log OR -/+ z sqrt(1/a + 1/b + 1/c + 1/d))`` (Woolf 1955; unbounded with
+    an empty cell) and the p-value that of the uncorrected Pearson chi-square
+    (the two-proportion z test).
+    """
+    b, d = n1 - a, n0 - c
+    log_or = _log(a * d) - _log(b * c)
+    if min(a, b, c, d) > 0:
+        se = math.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
+        interval = [math.exp(log_or - z * se), math.exp(log_or + z * se)]
+    else:
+        interval = [0.0, math.inf]
+    pooled = (a + c) / (n1 + n0)
+    spread = pooled * (1 - pooled) * (1 / n1 + 1 / n0)
+    p_value = _two_sided_p((a / n1 - c / n0) / math.sqrt(spread)) if spread > 0 else 1.0
+    return {"log_odds_ratio": log_or, "interval": interval, "p_value": p_value}
+
+
+def mantel_haenszel(
+    a: np.ndarray, n1: np.ndarray, c: np.ndarray, n0: np.ndarray, *, alpha: float = 0.05
+) -> dict[str, float] | None:
+    """Mantel-Haenszel pooled odds ratio and risk difference over K 2x2 tables.
+
+    Stratum ``k`` has ``a_k`` successes out of ``n1_k`` in the first group and
+    ``c_k`` out of ``n0_k`` in the second; ``b = n1 - a``, ``d = n0 - c``,
+    ``n = n1 + n0``.
+
+    Parameters
+    ----------
+    a, n1, c, n0 : ndarray, shape (K,)
+        Successes and sizes of the two groups per stratum (``n1, n0 >= 1``).
+    alpha : float, default 0.05
+        The interval is at level ``1 - alpha``.
+
+    Returns
+    -------
+    dict or None
+        ``{odds_ratio, log_odds_ratio, se_log_odds_ratio, low, high, p_value,
+        cmh_statistic, cmh_p_value, risk_difference}``; None when ``sum R`` or
+        ``sum S`` is zero (the pooled odds ratio is 0, infinite or undefined).
+
+    Notes
+    -----
+    With ``R_k = a_k d_k / n_k`` and ``S_k = b_k c_k / n_k`` (Mantel & Haenszel
+    1959)::
+
+        OR_MH = sum R / sum S
+
+    and, with ``P_k = (a_k + d_k) / n_k``, ``Q_k = (b_k + c_k) / n_k``, the
+    Robins-Breslow-Greenland (1986) variance::
+
+        Var(log OR_MH) = sum P R / (2 (sum R)^2) + sum (P S + Q R) / (2 sum R sum S)
+                         + sum Q S / (2 (sum S)^2)
+
+    giving the Wald interval ``exp(log OR_MH -/+ z_{1-alpha/2} SE)`` and its
+    p-value. The Cochran-Mantel-Haenszel statistic (no continuity correction),
+    chi-square with one degree of freedom under a common odds ratio of 1, is::
+
+        CMH = (sum a - sum E a)^2 / sum V a,   E a = n1 m1 / n,
+        V a = n1 n0 m1 m0 / (n^2 (n - 1)),     m1 = a + c, m0 = b + d.
+
+    The Mantel-Haenszel risk difference (Greenland & Robins 1985) weights the
+    per-stratum differences by ``n1 n0 / n``::
+
+        RD_MH = sum (a n0 - c n1) / n / sum n1 n0 / n
+    """
+    a, n1, c, n0 = (np.asarray(v, dtype=np.float64) for v in (a, n1, c, n0))
+    b, d, n = n1 - a, n0 - c, n1 + n0
+    r, s = a * d / n, b * c / n
+    sum_r, sum_s = float(r.sum()), float(s.sum())
+    if sum_r <= 0 or sum_s <= 0:
+        return None
+    p, q = (a + d) / n, (b + c) / n
+    variance = (
+        float((p * r).sum()) / (2 * sum_r**2)
+        + float((p * s + q * r).sum()) / (2 * sum_r * sum_s)
+        + float((q * s).sum()) / (2 * sum_s**2)
+    )
+    log_or = math.log(sum_r / sum_s)
+    se = math.sqrt(variance)
+    z = float(scipy_stats.norm.isf(alpha / 2))
+    m1, m0 = a + c, b + d
+    # sum R > 0 and sum S > 0 leave a stratum with m1, m0 > 0, so sum V a > 0
+    var_a = float((n1 * n0 * m1 * m0 / (n**2 * (n - 1))).sum())
+    cmh = float((a.sum() - (n1 * m1 / n).sum()) ** 2) / var_a
+    return {
+        "odds_ratio": math.exp(log_or),
+        "log_odds_ratio": log_or,
+        "se_log_odds_ratio": se,
+        "low": math.exp(log_or - z * se),
+        "high": math.exp(log_or + z * se),
+        "p_value": _two_sided_p(log_or / se) if se > 0 else (0.0 if log_or else 1.0),
+        "cmh_statistic": cmh,
+        "cmh_p_value": float(scipy_stats.chi2.sf(cmh, 1)),
+        "risk_difference": float(((a * n0 - c * n1) / n).sum() / (n1 * n0 / n).sum()),
+    }
+
+
+def _weighted_difference(
+    m_mean: np.ndarray,
+    m_var: np.ndarray,
+    m_n: np.ndarray,
+    b_mean: np.ndarray,
+    b_var: np.ndarray,
+    b_n: np.ndarray,
+    *,
+    z: float,
+) -> dict[str, Any]:
+    """Mantel-Haenszel-weighted difference of means over the slices and its Wald interval.
+
+    ``D = sum w_k d_k / sum w_k`` with ``d_k`` the difference of the two sides'
+    means in slice ``k`` and ``w_k = n1_k n0_k / (n1_k + n0_k)`` (for 0/1
+    outcomes this is the Mantel-Haenszel risk difference);
+    ``Var D = sum w_k^2 (s1_k^2 / n1_k + s0_k^2 / n0_k) / (sum w_k)^2`` with the
+    per-slice sample variances.
+    """
+    w = m_n * b_n / (m_n + b_n)
+    diff = m_mean - b_mean
+    value = float((w * diff).sum() / w.sum())
+    se = float(math.sqrt(float((w**2 * (m_var / m_n + b_var / b_n)).sum())) / w.sum())
+    p_value = _two_sided_p(value / se) if se > 0 else (0.0 if value else 1.0)
+    return {"difference": value, "se": se, "low": value - z * se, "high": value + z * se, "p_value": p_value}
 
 
 def comparison_paradox(
@@ -113,8 +286,9 @@ def comparison_paradox(
     min_difference: float = 0.0,
     metric: str = "accuracy",
     higher_is_better: bool = True,
+    alpha: float = 0.05,
 ) -> dict[str, Any] | None:
-    """Model against baseline: same direction in every slice of ``column``, opposite in aggregate.
+    """Model against baseline: the aggregate comparison reverses once ``column`` is accounted for.
 
     Parameters
     ----------
@@ -132,34 +306,92 @@ def comparison_paradox(
     min_support : int, default 30
         Rows a slice needs on *each* side to be compared.
     min_difference : float, default 0.0
-        Slice and aggregate differences must exceed this in absolute value to
-        count as a direction (0: any strict difference).
+        The crude difference and the pooled difference (risk difference for
+        accuracy) must each exceed this in absolute value to count as a
+        direction (0: any strict difference).
     metric : str, default "accuracy"
         Name of the per-side value in the details.
     higher_is_better : bool, default True
         Direction of ``metric``; only changes the wording of the explanation.
+    alpha : float, default 0.05
+        The pooled effect's confidence interval is at level ``1 - alpha``.
 
     Returns
     -------
     dict or None
         None without a paradox, else::
 
-            {column, metric,
-             per_slice: [{value, model: {n, <metric>, share}, baseline: {...}, difference}],
+            {column, metric, status, alpha,
+             per_slice: [{value, model: {n, <metric>, share}, baseline: {...},
+                          difference, odds_ratio, contribution}],
              aggregate: {model: {n, <metric>}, baseline: {...}, difference},
+             crude: {model: {n, <metric>}, baseline: {...}, difference, p_value,
+                     odds_ratio, odds_ratio_ci | difference_ci},
+             adjusted: {method, difference, p_value, ...},
+             driver: {slice, share, effect, odds_ratio},
+             reversed_slices: [value, ...],
              unsupported_rows: {model, baseline}, explanation}
 
-        over the supported slices in code order; ``difference`` is model minus
-        baseline and ``share`` the fraction of that side's rows in the slice.
+        ``per_slice`` is over the supported slices in code order; ``difference``
+        is model minus baseline, ``share`` the fraction of that side's rows in
+        the slice and ``contribution`` the slice's additive part of the pooled
+        effect (see Notes). ``aggregate`` is over all rows, ``crude`` over the
+        rows of the supported slices. For accuracy ``adjusted`` is
+        ``{method: "mantel_haenszel", odds_ratio, odds_ratio_ci,
+        se_log_odds_ratio, p_value, cmh: {statistic, p_value}, difference}``
+        (``difference`` the Mantel-Haenszel risk difference); for another
+        metric ``{method: "mantel_haenszel_weighted_difference", difference,
+        difference_ci, se, p_value}`` and the odds ratios are None. Odds ratios
+        and interval ends that are infinite are None.
 
     Notes
     -----
-    With ``d_s = m_s - b_s`` on the supported slices ``S`` (``|S| >= 2``) and
-    ``D = m - b`` on all rows: a paradox when every ``sign(d_s)`` is the same
-    strict sign ``sigma``, ``sign(D) = -sigma``, and the difference of the two
-    sides' means over the rows of ``S`` alone also has sign ``-sigma``. A
-    weighted mean keeps the sign of equally weighted differences, so a reversal
-    needs different slice weights on the two sides -- a different composition.
+    **Effects.** For accuracy each supported slice ``k`` is a 2x2 table (model
+    / baseline by correct / wrong: ``a_k`` of ``n1_k`` model rows correct, ``c_k``
+    of ``n0_k`` baseline rows). The crude effect is that of the collapsed table
+    (difference of accuracies and odds ratio ``OR_c``), the adjusted effect the
+    Mantel-Haenszel (1959) pooled odds ratio ``OR_MH = sum R_k / sum S_k``
+    (``R = a d / n``, ``S = b c / n``) with the Robins-Breslow-Greenland (1986)
+    variance of ``log OR_MH`` and its Wald interval ``[L, U]`` at ``1 - alpha``,
+    plus the Mantel-Haenszel risk difference ``RD_MH`` (see
+    :func:`mantel_haenszel`). For another metric the crude effect is the
+    difference of means ``D_c`` and the adjusted one the weighted difference
+    ``D_MH = sum w_k d_k / sum w_k``, ``w_k = n1_k n0_k / (n1_k + n0_k)``, with a
+    Wald interval from the per-slice variances.
+
+    **Rule.** With ``sigma = sign(D_c)`` (strict, beyond ``min_difference``),
+    a paradox when all of:
+
+    1. the difference over all rows (``aggregate``) also has sign ``sigma``;
+    2. the adjusted effect points the other way: ``sign(log OR_MH) = -sigma`` and
+       ``sign(RD_MH) = -sigma`` beyond ``min_difference`` (``sign(D_MH) = -sigma``
+       for another metric);
+    3. the crude effect lies outside the adjusted interval, on its own side:
+       ``OR_c > U`` when ``sigma > 0``, ``OR_c < L`` when ``sigma < 0`` (the
+       same with ``D_c`` and the interval of ``D_MH``). The crude comparison is
+       then not a plausible value of the within-slice effect: conditioning on
+       ``column`` moves it materially, across no effect.
+
+    ``status`` is ``"reversed"`` when the interval also excludes no effect
+    (``U < 1`` or ``L > 1``; 0 for a difference) -- the within-slice effect is
+    itself significant at ``alpha`` in the direction opposite to the crude one --
+    and ``"confounded"`` otherwise: the crude effect is explained away by the
+    slice composition and the pooled effect, pointing the other way, is not
+    significant on its own (Berkeley admissions, kidney stones at alpha 0.05).
+    Neither the crude nor the adjusted effect needs to be significant by itself;
+    with equal composition on both sides ``RD_MH`` equals the crude difference,
+    so (2) fails and a reversal needs a different composition. A pooled
+    "confounded" reversal of a null within-slice effect points either way by
+    chance; only "reversed" claims the opposite effect.
+
+    **Driver.** The pooled effect decomposes exactly into additive slice
+    contributions: ``OR_MH - 1 = sum_k (R_k - S_k) / sum S`` for accuracy,
+    ``D_MH = sum_k w_k d_k / sum w`` otherwise. The driver is the slice with the
+    largest contribution against the crude direction (``-sigma`` times it);
+    ``share`` is that contribution over the sum of all contributions against
+    the crude direction, ``effect`` its difference (model minus baseline) and
+    ``odds_ratio`` its own odds ratio. ``reversed_slices`` lists the slices
+    whose own difference points against the crude one.
 
     Examples
     --------
@@ -172,10 +404,14 @@ def comparison_paradox(
     >>> found = comparison_paradox("stone_size", a, a_codes, b, b_codes, ["small", "large"])
     >>> found["aggregate"]["model"], found["aggregate"]["baseline"]
     ({'n': 350, 'accuracy': 0.78}, {'n': 350, 'accuracy': 0.8257142857142857})
+    >>> round(found["crude"]["odds_ratio"], 3), round(found["adjusted"]["odds_ratio"], 3), found["status"]
+    (0.748, 1.447, 'confounded')
     """
     _check_min_support(min_support)
     if not (math.isfinite(min_difference) and min_difference >= 0):
         raise ValueError(f"min_difference must be a finite value >= 0, got {min_difference}.")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}.")
     binary = metric == "accuracy"
     m = _check_outcomes(model_correct, name="model_correct", binary=binary)
     b = _check_outcomes(baseline_correct, name="baseline_correct", binary=binary)
@@ -185,94 +421,236 @@ def comparison_paradox(
     if m.size == 0 or b.size == 0:
         return None
 
-    m_n, m_sum = _side(m, mc, k)
-    b_n, b_sum = _side(b, bc, k)
-    supported = np.flatnonzero((m_n >= min_support) & (b_n >= min_support))
+    m_n_all, m_sum_all, m_sq_all = _side(m, mc, k)
+    b_n_all, b_sum_all, b_sq_all = _side(b, bc, k)
+    supported = np.flatnonzero((m_n_all >= min_support) & (b_n_all >= min_support))
     if supported.size < 2:
         return None
     tolerance = max(min_difference, _TIE_SLACK)
-    m_acc = m_sum[supported] / m_n[supported]
-    b_acc = b_sum[supported] / b_n[supported]
-    signs = {_sign(d, tolerance) for d in m_acc - b_acc}
-    if len(signs) != 1 or 0 in signs:
-        return None
-    slice_sign = signs.pop()
+    m_n, m_sum = m_n_all[supported].astype(np.float64), m_sum_all[supported]
+    b_n, b_sum = b_n_all[supported].astype(np.float64), b_sum_all[supported]
+    m_acc, b_acc = m_sum / m_n, b_sum / b_n
 
+    # crude effect on the supported rows; it and the all-rows aggregate set the direction
+    m_total, b_total = float(m_n.sum()), float(b_n.sum())
+    m_sup, b_sup = float(m_sum.sum()) / m_total, float(b_sum.sum()) / b_total
+    sigma = _sign(m_sup - b_sup, tolerance)
     m_all, b_all = float(m.mean()), float(b.mean())
-    if _sign(m_all - b_all, tolerance) != -slice_sign:
-        return None
-    m_sup = m_sum[supported].sum() / m_n[supported].sum()
-    b_sup = b_sum[supported].sum() / b_n[supported].sum()
-    if _sign(m_sup - b_sup, tolerance) != -slice_sign:
+    if sigma == 0 or _sign(m_all - b_all, tolerance) != sigma:
         return None
 
-    m_share = m_n[supported] / m.size
-    b_share = b_n[supported] / b.size
+    z = float(scipy_stats.norm.isf(alpha / 2))
+    crude: dict[str, Any] = {
+        "model": {"n": int(m_total), metric: m_sup},
+        "baseline": {"n": int(b_total), metric: b_sup},
+        "difference": m_sup - b_sup,
+    }
+    slice_or: list[float | None]
+    if binary:
+        pooled = mantel_haenszel(m_sum, m_n, b_sum, b_n, alpha=alpha)
+        if pooled is None:
+            return None
+        if _sign(pooled["log_odds_ratio"], _TIE_SLACK) != -sigma:
+            return None
+        if _sign(pooled["risk_difference"], tolerance) != -sigma:
+            return None
+        odds = _crude_odds_ratio(float(m_sum.sum()), m_total, float(b_sum.sum()), b_total, z=z)
+        low, high, crude_value, null = pooled["low"], pooled["high"], math.exp(odds["log_odds_ratio"]), 1.0
+        crude |= {
+            "odds_ratio": _finite(crude_value),
+            "odds_ratio_ci": [_finite(v) for v in odds["interval"]],
+            "p_value": odds["p_value"],
+        }
+        adjusted: dict[str, Any] = {
+            "method": "mantel_haenszel",
+            "odds_ratio": pooled["odds_ratio"],
+            "odds_ratio_ci": [low, high],
+            "se_log_odds_ratio": pooled["se_log_odds_ratio"],
+            "p_value": pooled["p_value"],
+            "cmh": {"statistic": pooled["cmh_statistic"], "p_value": pooled["cmh_p_value"]},
+            "difference": pooled["risk_difference"],
+        }
+        m_wrong, b_wrong = m_n - m_sum, b_n - b_sum
+        r = m_sum * b_wrong / (m_n + b_n)
+        s = m_wrong * b_sum / (m_n + b_n)
+        contribution = (r - s) / s.sum()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slice_or = [_finite(v) for v in (m_sum * b_wrong) / (m_wrong * b_sum)]
+    else:
+        m_var = _sample_variance(m_sq_all[supported], m_n)
+        b_var = _sample_variance(b_sq_all[supported], b_n)
+        weighted = _weighted_difference(m_acc, m_var, m_n, b_acc, b_var, b_n, z=z)
+        if _sign(weighted["difference"], tolerance) != -sigma:
+            return None
+        low, high, crude_value, null = weighted["low"], weighted["high"], m_sup - b_sup, 0.0
+        crude_se = math.sqrt(
+            _pooled_variance(m_sq_all[supported], m_n, m_acc, m_sup) / m_total
+            + _pooled_variance(b_sq_all[supported], b_n, b_acc, b_sup) / b_total
+        )
+        crude |= {
+            "odds_ratio": None,
+            "difference_ci": [crude_value - z * crude_se, crude_value + z * crude_se],
+            "p_value": _two_sided_p(crude_value / crude_se) if crude_se > 0 else 0.0,
+        }
+        adjusted = {
+            "method": "mantel_haenszel_weighted_difference",
+            "difference": weighted["difference"],
+            "difference_ci": [low, high],
+            "se": weighted["se"],
+            "p_value": weighted["p_value"],
+        }
+        w = m_n * b_n / (m_n + b_n)
+        contribution = w * (m_acc - b_acc) / w.sum()
+        slice_or = [None] * supported.size
+
+    if not (crude_value > high if sigma > 0 else crude_value < low):
+        return None
+    status = "reversed" if (high < null if sigma > 0 else low > null) else "confounded"
+
+    values = [_plain(labels[int(code)]) for code in supported]
+    pull = -sigma * contribution
+    top = int(np.argmax(pull))
+    driver = {
+        "slice": values[top],
+        "share": float(pull[top] / pull[pull > 0].sum()),
+        "effect": float(m_acc[top] - b_acc[top]),
+        "odds_ratio": slice_or[top],
+    }
+    m_share, b_share = m_n / m.size, b_n / b.size
     per_slice = [
         {
-            "value": _plain(labels[code]),
-            "model": {"n": int(m_n[code]), metric: float(m_acc[i]), "share": float(m_share[i])},
-            "baseline": {"n": int(b_n[code]), metric: float(b_acc[i]), "share": float(b_share[i])},
+            "value": values[i],
+            "model": {"n": int(m_n[i]), metric: float(m_acc[i]), "share": float(m_share[i])},
+            "baseline": {"n": int(b_n[i]), metric: float(b_acc[i]), "share": float(b_share[i])},
             "difference": float(m_acc[i] - b_acc[i]),
+            "odds_ratio": slice_or[i],
+            "contribution": float(contribution[i]),
         }
-        for i, code in enumerate(supported)
+        for i in range(supported.size)
+    ]
+    reversed_slices = [
+        values[i] for i in range(supported.size) if _sign(m_acc[i] - b_acc[i], tolerance) == -sigma
     ]
     return {
         "column": column,
         "metric": metric,
+        "status": status,
+        "alpha": alpha,
         "per_slice": per_slice,
         "aggregate": {
             "model": {"n": int(m.size), metric: m_all},
             "baseline": {"n": int(b.size), metric: b_all},
             "difference": m_all - b_all,
         },
+        "crude": crude,
+        "adjusted": adjusted,
+        "driver": driver,
+        "reversed_slices": reversed_slices,
         "unsupported_rows": {
-            "model": int(m.size - m_n[supported].sum()),
-            "baseline": int(b.size - b_n[supported].sum()),
+            "model": int(m.size - m_total),
+            "baseline": int(b.size - b_total),
         },
         "explanation": _comparison_explanation(
             column,
             metric,
-            model_better_in_slices=(slice_sign > 0) == higher_is_better,
-            values=[_plain(labels[code]) for code in supported],
+            model_better_overall=(sigma > 0) == higher_is_better,
+            status=status,
+            alpha=alpha,
+            crude=crude,
+            adjusted=adjusted,
+            values=values,
+            reversed_slices=reversed_slices,
+            driver=driver,
             m_share=m_share,
             b_share=b_share,
-            m_n=m_n[supported],
-            b_n=b_n[supported],
-            pooled=(m_sum[supported] + b_sum[supported]) / (m_n[supported] + b_n[supported]),
+            m_acc=m_acc,
+            b_acc=b_acc,
+            pooled=(m_sum + b_sum) / (m_n + b_n),
+            rows=m_n + b_n,
         ),
     }
+
+
+def _sample_variance(squares: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Sum of squared deviations over ``n - 1`` (0 for a single row)."""
+    out = np.zeros(squares.shape, dtype=np.float64)
+    np.divide(squares, n - 1, out=out, where=n > 1)
+    return out
+
+
+def _pooled_variance(within: np.ndarray, n: np.ndarray, means: np.ndarray, grand: float) -> float:
+    """Sample variance of the slices' rows together (within plus between squares, over N - 1)."""
+    total = float(n.sum())
+    squares = float(within.sum() + (n * (means - grand) ** 2).sum())
+    return squares / (total - 1) if total > 1 else 0.0
 
 
 def _comparison_explanation(
     column: str,
     metric: str,
     *,
-    model_better_in_slices: bool,
+    model_better_overall: bool,
+    status: str,
+    alpha: float,
+    crude: dict[str, Any],
+    adjusted: dict[str, Any],
     values: list[Any],
+    reversed_slices: list[Any],
+    driver: dict[str, Any],
     m_share: np.ndarray,
     b_share: np.ndarray,
-    m_n: np.ndarray,
-    b_n: np.ndarray,
+    m_acc: np.ndarray,
+    b_acc: np.ndarray,
     pooled: np.ndarray,
+    rows: np.ndarray,
 ) -> str:
-    # Name the slice the overall loser is most over-represented in: with two slices
-    # it is necessarily the one that is harder for both sides.
-    if model_better_in_slices:
-        over = int(np.argmax(m_share - b_share))
-        head = f"the model is better than the baseline in every {column} slice but worse overall"
+    overall, within = ("better", "worse") if model_better_overall else ("worse", "better")
+    level = f"{1 - alpha:.0%}"
+    m_value, b_value = crude["model"][metric], crude["baseline"][metric]
+    if adjusted["method"] == "mantel_haenszel":
+        crude_effect = f"odds ratio {crude['odds_ratio']:.3g}" if crude["odds_ratio"] is not None else ""
+        low, high = adjusted["odds_ratio_ci"]
+        adjusted_effect = (
+            f"Mantel-Haenszel odds ratio {adjusted['odds_ratio']:.3g}, {level} CI {low:.3g} to {high:.3g}"
+        )
     else:
-        over = int(np.argmax(b_share - m_share))
-        head = f"the model is worse than the baseline in every {column} slice but better overall"
+        crude_effect = f"difference {crude['difference']:.3g}"
+        low, high = adjusted["difference_ci"]
+        adjusted_effect = (
+            f"Mantel-Haenszel weighted difference {adjusted['difference']:.3g}, "
+            f"{level} CI {low:.3g} to {high:.3g}"
+        )
+    every = "every" if len(reversed_slices) == len(values) else f"{len(reversed_slices)} of {len(values)}"
+    head = (
+        f"the model is {overall} than the baseline overall ({metric} {m_value:.3g} against {b_value:.3g}"
+        f"{'; ' + crude_effect if crude_effect else ''}) but {within} within {column} slices "
+        f"({adjusted_effect}; {within} in {every} {column} slice{'s' if every != 'every' else ''})"
+    )
+    if status == "reversed":
+        verdict = f"the within-slice effect is significant at alpha {alpha:g}"
+    else:
+        verdict = (
+            f"the within-slice effect alone is not significant at alpha {alpha:g}, but the overall "
+            f"comparison lies outside its interval: {column} confounds it"
+        )
+    # The slice the overall loser is most over-represented in: with two slices it is
+    # necessarily the one that is harder for both sides.
+    over = int(np.argmax(b_share - m_share)) if model_better_overall else int(np.argmax(m_share - b_share))
     rest = np.ones(len(values), dtype=bool)
     rest[over] = False
-    rest_rows = m_n[rest] + b_n[rest]
-    rest_value = float((pooled[rest] * rest_rows).sum() / rest_rows.sum())
-    return (
-        f"{head} because the two were evaluated on rows of different {column} composition: "
+    rest_value = float((pooled[rest] * rows[rest]).sum() / rows[rest].sum())
+    composition = (
+        f"the two sides were evaluated on rows of different {column} composition: "
         f"model rows in {values[over]}: {m_share[over]:.1%}, baseline rows: {b_share[over]:.1%} "
         f"(pooled {metric} in {values[over]}: {pooled[over]:.3g}, in the other slices: {rest_value:.3g})"
     )
+    top = values.index(driver["slice"])
+    drive = (
+        f"largest contribution to the reversal: {column} = {driver['slice']} ({driver['share']:.0%} of the "
+        f"within-slice pull against the overall direction; {metric} {m_acc[top]:.3g} against "
+        f"{b_acc[top]:.3g} there)"
+    )
+    return f"{head}; {verdict}. {composition[0].upper()}{composition[1:]}. {drive[0].upper()}{drive[1:]}."
 
 
 # --------------------------------------------------------------------------- trend

@@ -333,7 +333,7 @@ async def test_the_panel_is_the_same_with_one_thread_or_several(client: httpx.As
     assert by_kind({"baselines": panels[0][1]})["human"]["pairing"]["model_only_rows"] == 50
 
 
-async def test_a_baseline_batch_deleted_before_the_job_runs_fails_it_clearly(
+async def test_a_baseline_batch_deleted_before_the_job_runs_fails_only_the_baselines(
     client: httpx.AsyncClient, run_jobs: Callable[[], int]
 ) -> None:
     request, champion_id = await _full_panel(client)
@@ -341,7 +341,16 @@ async def test_a_baseline_batch_deleted_before_the_job_runs_fails_it_clearly(
     assert (await client.delete(f"/v1/batches/{champion_id}")).status_code == 204
     assert run_jobs() == 1
     status = (await client.get(f"/v1/jobs/{job['id']}")).json()
-    assert status["status"] == "failed" and champion_id in status["error"], status
+    assert status["status"] == "succeeded", status
+    result = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+    # the section's error names the missing batch; the metrics are all there
+    assert set(result["errors"]) == {"baselines"}
+    assert champion_id in result["errors"]["baselines"]["error"]
+    assert result["baselines"] == []
+    assert all(result["metrics"][m] is not None for m in request["metrics"])
+    assert result["verdict"]["status"] == "warn"
+    assert result["verdict"]["missing_sections"] == ["baselines"]
+    assert any("baselines section could not finish" in r for r in result["verdict"]["reasons"])
 
 
 async def test_interval_method_chooses_bootstrap_or_delong_for_score_metrics(
@@ -441,4 +450,11 @@ async def test_the_panel_refuses_to_run_before_it_has_started(client: httpx.Asyn
         BaselinePanel(store, batch, EvaluationCreate.model_validate(request), threads=2) as panel,
         pytest.raises(RuntimeError, match="start"),
     ):
-        panel.run(None, lambda: None, metrics=["accuracy"], progress=lambda _f: None)  # type: ignore[arg-type,return-value]
+        panel.run(
+            None,  # type: ignore[arg-type]
+            lambda: None,  # type: ignore[arg-type,return-value]
+            metrics=["accuracy"],
+            primary="accuracy",
+            label_primary="accuracy",
+            progress=lambda _f: None,
+        )

@@ -68,11 +68,15 @@ async def post_batch(client: httpx.AsyncClient) -> str:
     return str(response.json()["id"])
 
 
-async def run(client: httpx.AsyncClient, robustness: dict[str, Any]) -> dict[str, Any]:
+async def submit(client: httpx.AsyncClient, robustness: dict[str, Any]) -> httpx.Response:
     batch_id = await post_batch(client)
-    response = await client.post(
+    return await client.post(
         "/v1/evaluations", json={"batch_id": batch_id, "metrics": ["accuracy"], "robustness": robustness}
     )
+
+
+async def run(client: httpx.AsyncClient, robustness: dict[str, Any]) -> dict[str, Any]:
+    response = await submit(client, robustness)
     assert response.status_code == 202, response.text
     app: FastAPI = client.app  # type: ignore[attr-defined]
     # In a thread, as in a worker process: the job runs its own event loop for the endpoint calls.
@@ -165,7 +169,7 @@ async def test_retries_on_5xx(client: httpx.AsyncClient, model_server: ModelServ
         ("redirect", {}, "redirects are not followed"),
     ],
 )
-async def test_bad_endpoints_fail_the_job_clearly(
+async def test_bad_endpoints_fail_only_the_robustness_section_clearly(
     client: httpx.AsyncClient,
     model_server: ModelServer,
     model: str,
@@ -177,25 +181,31 @@ async def test_bad_endpoints_fail_the_job_clearly(
         "sample_size": 20,
         "invariance": [{"column": "gender", "swap": ["F", "M"]}],
     }
-    job = await run(client, spec)
-    assert job["status"] == "failed"
-    assert message in job["error"], job["error"]
-    assert "definitely not json" not in job["error"]  # the body is never echoed
+    result = await result_of(client, await run(client, spec))
+    error = result["errors"]["robustness"]["error"]
+    assert message in error, error
+    assert "definitely not json" not in error  # the body is never echoed
+    # the job's other sections stand: its metrics, and a verdict that says what is missing
+    assert result["robustness"] is None and result["metrics"]["accuracy"] is not None
+    assert result["verdict"]["status"] == "warn" and result["verdict"]["missing_sections"] == ["robustness"]
 
 
-async def test_loopback_is_refused_unless_allowed(tmp_path: Path, model_server: ModelServer) -> None:
+async def test_loopback_is_refused_at_submission_unless_allowed(
+    tmp_path: Path, model_server: ModelServer
+) -> None:
     app = make_app(tmp_path, [])
     before = model_server.calls["fair"]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        c.app = app  # type: ignore[attr-defined]
         spec = {
             "endpoint": {"url": model_server.endpoint("fair")},
             "invariance": [{"column": "gender", "swap": ["F", "M"]}],
         }
-        job = await run(c, spec)
+        response = await submit(c, spec)
     app.state.store.close()
-    assert job["status"] == "failed"
-    assert "YARDSTICK_OUTBOUND_ALLOW" in job["error"]
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["errors"][0]["field"] == "robustness.endpoint.url"
+    assert "YARDSTICK_OUTBOUND_ALLOW" in problem["errors"][0]["message"]
     assert model_server.calls["fair"] == before
 
 
@@ -210,16 +220,19 @@ async def test_loopback_is_refused_unless_allowed(tmp_path: Path, model_server: 
         "http://2130706433/predict",
     ],
 )
-async def test_private_and_odd_addresses_fail_the_job_before_any_traffic(tmp_path: Path, url: str) -> None:
-    # Nothing allowed: the check happens before connecting, so nothing is sent to these addresses.
+async def test_private_and_odd_addresses_are_refused_at_submission(tmp_path: Path, url: str) -> None:
+    # Nothing allowed: literal addresses are refused before any job exists, so nothing is ever sent.
     app = make_app(tmp_path, [])
     spec = {"endpoint": {"url": url, "retries": 0}, "invariance": [{"column": "gender", "swap": ["F", "M"]}]}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        c.app = app  # type: ignore[attr-defined]
-        job = await run(c, spec)
+        response = await submit(c, spec)
+        jobs = (await c.get("/v1/jobs")).json()["data"]
     app.state.store.close()
-    assert job["status"] == "failed"
-    assert "refused" in job["error"], job["error"]
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["field"] == "robustness.endpoint.url"
+    assert "refused" in response.json()["errors"][0]["message"]
+    assert jobs == []
 
 
 async def test_progress_is_reported_as_calls_complete(model_server: ModelServer) -> None:
@@ -266,20 +279,14 @@ async def test_callback_url_is_notified_once_when_the_job_ends(
             "result_url": f"/v1/jobs/{job['id']}/result",
         }
     ]
-    # A failing job is reported too.
-    failing = {
-        "batch_id": batch_id,
-        "callback_url": hook,
-        "robustness": {
-            "endpoint": {"url": model_server.endpoint("garbage")},
-            "invariance": [{"column": "gender", "swap": ["F", "M"]}],
-        },
-    }
-    failed = (await client.post("/v1/evaluations", json=failing)).json()
+    # A failing job is reported too: its batch is deleted before it runs.
+    doomed = await post_batch(client)
+    failed = (await client.post("/v1/evaluations", json={"batch_id": doomed, "callback_url": hook})).json()
+    assert (await client.delete(f"/v1/batches/{doomed}")).status_code == 204
     await asyncio.to_thread(JobWorker(app.state.store, app.state.settings).run_once)
     last = model_server.hooks[-1]
     assert (last["job_id"], last["status"], last["result_url"]) == (failed["id"], "failed", None)
-    assert "not JSON" in last["error"]
+    assert doomed in last["error"] and "does not exist" in last["error"]
 
 
 async def test_callback_to_a_refused_address_is_a_422(tmp_path: Path, model_server: ModelServer) -> None:

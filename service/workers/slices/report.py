@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from scipy import stats as scipy_stats  # type: ignore[import-untyped]
@@ -98,6 +98,38 @@ class _Columns:
     def of(cls, value: np.ndarray) -> _Columns:
         nan = np.full(value.shape, np.nan)
         return cls(value, nan, nan.copy(), nan.copy(), nan.copy())
+
+
+class SliceTest(NamedTuple):
+    """One slice's metric tested against the rest of the batch (two-sided p-value)."""
+
+    slice: int
+    metric: str
+    value: float
+    rest: float
+    p_value: float
+
+    @property
+    def worse(self) -> bool:
+        """Is the slice worse than the rest (by the registry's direction)?"""
+        if METRICS[self.metric].greater_is_better:
+            return self.value < self.rest
+        return self.value > self.rest
+
+
+@dataclass(frozen=True)
+class SliceTests:
+    """Every test of one group's slices with at least ``min_support`` rows, unfiltered, and each
+    slice's sums of per-row errors (misclassified rows, or absolute errors for regression) and of
+    their squares: what :mod:`~service.workers.slices.flagging` needs to flag and explain slices."""
+
+    columns: list[str]
+    conditions: list[dict[str, Any]]
+    n: np.ndarray
+    errors: np.ndarray
+    squares: np.ndarray
+    overall: dict[str, float | None]
+    tests: list[SliceTest]
 
 
 def _proportion_parts(
@@ -273,14 +305,23 @@ class SliceEvaluator:
             Every slice with at least one row, in label order (lexicographic for a cross).
         underperforming : list of dict
             ``{columns, conditions, metric, value, overall, difference, p_value, n, rest, p_adjusted}``
-            per significantly worse (slice, metric), most significant first.
+            per significantly worse (slice, metric), most significant first, adjusted over this
+            group's tests alone. An evaluation of several groups adjusts over all of them at once
+            instead (:meth:`evaluate` and :func:`~service.workers.slices.flagging.flag_slices`).
         """
+        group, tests = self.evaluate(group_columns)
+        return group, self._underperforming(tests)
+
+    def evaluate(self, group_columns: Sequence[GroupColumn]) -> tuple[SliceGroup, SliceTests]:
+        """As :meth:`report`, with every test of the group unfiltered (:class:`SliceTests`)."""
         names, columns = self._check_groups(group_columns)
         gc = group_codes(columns, n=self.n)
         codes = gc.codes.astype(np.intp, copy=False)
         if self.task == "regression":
             support = np.bincount(codes, minlength=gc.n_groups)
             values = self._regression_columns(gc, codes, support)
+            errors = np.bincount(codes, weights=self._abs, minlength=gc.n_groups)
+            squares = np.bincount(codes, weights=self._sq, minlength=gc.n_groups)
         else:
             k2 = self.k * self.k
             flat = codes * k2
@@ -288,7 +329,10 @@ class SliceEvaluator:
             cm = np.bincount(flat, minlength=gc.n_groups * k2).reshape(gc.n_groups, self.k, self.k)
             support = cm.sum(axis=(1, 2))
             values = self._classification_columns(gc, codes, cm, support)
-        return self._assemble(names, group_columns, gc, support, values)
+            # misclassified rows: a 0/1 error per row, so its squares sum to the same count
+            errors = (support - np.trace(cm, axis1=1, axis2=2)).astype(np.float64)
+            squares = errors
+        return self._assemble(names, group_columns, gc, support, values, errors, squares)
 
     def _check_groups(
         self, group_columns: Sequence[GroupColumn]
@@ -570,7 +614,9 @@ class SliceEvaluator:
         gc: GroupCodes,
         support: np.ndarray,
         values: dict[str, _Columns],
-    ) -> tuple[SliceGroup, list[dict[str, Any]]]:
+        errors: np.ndarray,
+        squares: np.ndarray,
+    ) -> tuple[SliceGroup, SliceTests]:
         share = support / self.n if self.n else support.astype(np.float64)
         minority = (support < self.min_support) | (share < MINORITY_SHARE)
         overall = {m: _finite(self.overall.get(m)) for m in self.names}
@@ -604,48 +650,45 @@ class SliceEvaluator:
                     metrics=metrics,
                 )
             )
-        findings = self._underperforming(names, conditions, support, values, overall)
-        return SliceGroup(columns=names, slices=slices), findings
-
-    def _underperforming(
-        self,
-        names: list[str],
-        conditions: list[dict[str, Any]],
-        support: np.ndarray,
-        values: dict[str, _Columns],
-        overall: dict[str, float | None],
-    ) -> list[dict[str, Any]]:
         eligible = support >= self.min_support
-        tests: list[tuple[int, str]] = []
-        p_values: list[float] = []
+        tests: list[SliceTest] = []
         for m in self.names:
             col = values[m]
-            for row in np.flatnonzero(eligible & ~np.isnan(col.p) & ~np.isnan(col.value)):
-                tests.append((int(row), m))
-                p_values.append(float(col.p[row]))
-        if not tests:
+            testable = eligible & ~np.isnan(col.p) & ~np.isnan(col.value) & ~np.isnan(col.rest)
+            for row in np.flatnonzero(testable):
+                i = int(row)
+                tests.append(SliceTest(i, m, float(col.value[i]), float(col.rest[i]), float(col.p[i])))
+        return SliceGroup(columns=names, slices=slices), SliceTests(
+            columns=names,
+            conditions=conditions,
+            n=support.astype(np.int64),
+            errors=errors,
+            squares=squares,
+            overall=overall,
+            tests=tests,
+        )
+
+    def _underperforming(self, tests: SliceTests) -> list[dict[str, Any]]:
+        if not tests.tests:
             return []
-        p = np.array(p_values)
+        p = np.array([t.p_value for t in tests.tests])
         adjusted = benjamini_hochberg(p) if self.correction == "bh" else p
         found: list[dict[str, Any]] = []
-        for (i, m), raw, adj in zip(tests, p, adjusted, strict=True):
-            col = values[m]
-            value, rest = float(col.value[i]), float(col.rest[i])
-            worse = value < rest if METRICS[m].greater_is_better else value > rest
-            if not (adj <= self.alpha and worse):
+        for t, adj in zip(tests.tests, adjusted, strict=True):
+            if not (adj <= self.alpha and t.worse):
                 continue
-            base = overall[m]
+            base = tests.overall.get(t.metric)
             found.append(
                 {
-                    "columns": list(names),
-                    "conditions": dict(conditions[i]),
-                    "metric": m,
-                    "value": value,
+                    "columns": list(tests.columns),
+                    "conditions": dict(tests.conditions[t.slice]),
+                    "metric": t.metric,
+                    "value": t.value,
                     "overall": base,
-                    "difference": value - base if base is not None else None,
-                    "p_value": float(raw),
-                    "n": int(support[i]),
-                    "rest": rest,
+                    "difference": t.value - base if base is not None else None,
+                    "p_value": t.p_value,
+                    "n": int(tests.n[t.slice]),
+                    "rest": t.rest,
                     "p_adjusted": float(adj),
                 }
             )
