@@ -4,17 +4,21 @@ Data: 1M rows, slice columns of 2, 3, 5, 10, 20, 50 values (``common.SLICE_CARDI
 0/1 errors at 5% with a planted slice ``slice_2 == c2_1 & slice_3 == c3_4`` (2% of
 rows) at 20%. Times, in the same run:
 
-* ours: ``find_slices`` at depth 2 and 3 (SliceLine score, weight 0.95), and ``tree_slices``;
+* ours: ``find_slices`` at depth 2 and 3 (defaults: every slice with ``min_support`` rows
+  tested, Benjamini-Hochberg, ``min_effect`` 0.25, ranked by impact), and ``tree_slices``;
 * plain numpy enumeration of every slice to the same depth (a mixed-radix ``bincount``
-  of count and error sum per column combination, scored, top-k): what a search
-  without pruning and without the joint-cell reduction costs;
-* the ``sliceline`` package (the peer), in a separate venv and a child process with
-  an address-space cap (``--peer-memory-gb``) and a timeout, so running out of
-  memory cannot take the machine down; its peak RSS comes from ``wait4``.
+  of count and error sum per column combination over the rows): what the counts alone
+  cost without the joint-cell reduction; the number of slices with ``min_support`` rows
+  must equal the number ours tests;
+* the ``sliceline`` package (the peer, SliceLine's score at weight 0.95), in a separate
+  venv and a child process with an address-space cap (``--peer-memory-gb``) and a
+  timeout, so running out of memory cannot take the machine down; its peak RSS comes
+  from ``wait4``.
 
-Then the top slices of each, and whether they agree. On the 1M rows only three slices
-score above 0 at weight 0.95, so a second check runs both at weight 0.99 (ten slices) on
-``--check-rows`` rows, where the package also finishes depth 3.
+Then the top slices of each. A second check (``--check-rows`` rows) adds a small,
+severe slice, ``slice_0 == c0_1 & slice_2 == c2_3 & slice_4 == c4_7`` (0.5% of rows at
+4x the error), and shows where ours (depth 3) and the package (depth 3, weight 0.95)
+rank it.
 
     python3 -m venv /tmp/slvenv && /tmp/slvenv/bin/pip install sliceline numpy pandas scikit-learn pyarrow
     .venv/bin/python benchmarks/bench_slicefinder.py [--rows 1000000] [--peer-python /tmp/slvenv/bin/python]
@@ -74,11 +78,16 @@ print(json.dumps(out))
 """
 
 
-def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, list[tuple[str, np.ndarray, list[str]]]]:
+def make_data(
+    n: int, seed: int = 0, *, small: bool = False
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray, list[str]]]]:
     rng = np.random.default_rng(seed)
     codes = [rng.integers(0, card, n).astype(np.intp) for card in SLICE_CARDINALITIES]
     planted = (codes[2] == 1) & (codes[3] == 4)
-    errors = (rng.random(n) < np.where(planted, 0.20, 0.05)).astype(np.float64)
+    rate = np.where(planted, 0.20, 0.05)
+    if small:
+        rate = np.where((codes[0] == 1) & (codes[2] == 3) & (codes[4] == 7), 0.20, rate)
+    errors = (rng.random(n) < rate).astype(np.float64)
     columns = [
         (f"slice_{k}", c, [f"c{k}_{v}" for v in range(card)])
         for k, (c, card) in enumerate(zip(codes, SLICE_CARDINALITIES, strict=True))
@@ -86,14 +95,14 @@ def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, list[tuple[str, np.nda
     return errors, columns
 
 
-def enumerate_all(
-    errors: np.ndarray, codes: list[np.ndarray], depth: int
-) -> tuple[int, list[tuple[float, Any]]]:
-    """Every slice to ``depth``: per column combination a mixed-radix key and two bincounts; top-k."""
-    n, mean = errors.size, errors.mean()
+def enumerate_all(errors: np.ndarray, codes: list[np.ndarray], depth: int) -> tuple[int, int]:
+    """Every slice to ``depth``: per column combination a mixed-radix key and two bincounts over the rows.
+
+    Returns the number of slices and of those with ``MIN_SUPPORT`` rows.
+    """
+    n = errors.size
     cards = [int(c.max()) + 1 for c in codes]
-    found: list[tuple[float, Any]] = []
-    slices = 0
+    slices = tested = 0
     for d in range(1, depth + 1):
         for combo in itertools.combinations(range(len(codes)), d):
             key = np.zeros(n, dtype=np.intp)
@@ -103,15 +112,10 @@ def enumerate_all(
                 key += codes[j]
                 size *= cards[j]
             count = np.bincount(key, minlength=size)
-            total = np.bincount(key, weights=errors, minlength=size)
+            np.bincount(key, weights=errors, minlength=size)
             slices += size
-            with np.errstate(divide="ignore", invalid="ignore"):
-                score = WEIGHT * (total / count / mean - 1) - (1 - WEIGHT) * (n / count - 1)
-            score[(count < MIN_SUPPORT) | ~np.isfinite(score)] = -np.inf
-            best = np.argpartition(-score, min(TOP_K, size - 1))[:TOP_K]
-            found += [(float(score[i]), (combo, i)) for i in best if score[i] > 0]
-    found.sort(key=lambda t: -t[0])
-    return slices, found[:TOP_K]
+            tested += int((count >= MIN_SUPPORT).sum())
+    return slices, tested
 
 
 def run_peer(
@@ -171,10 +175,7 @@ def peak_traced(fn: Any) -> float:
 
 
 def ours_top(result: Any) -> list[tuple[dict[str, Any], float, int, float]]:
-    return [
-        (s.conditions, sc, s.n, s.error)
-        for s, sc in zip(result.slices, result.details["scores"], strict=True)
-    ]
+    return [(s.conditions, s.score or 0.0, s.n, s.error) for s in result.slices]
 
 
 def peer_top(peer: dict[str, Any]) -> list[tuple[dict[str, Any], float, int, float]]:
@@ -192,33 +193,33 @@ def show(title: str, rows: list[tuple[dict[str, Any], float, int, float]]) -> No
         print(f"  score {score:8.4f}  n {n:7d}  error {err:.4f}  {text}")
 
 
-def same(
-    a: list[tuple[dict[str, Any], float, int, float]], b: list[tuple[dict[str, Any], float, int, float]]
-) -> bool:
-    def key(rows: list[tuple[dict[str, Any], float, int, float]]) -> list[tuple[str, float, int]]:
-        return sorted((json.dumps(c, sort_keys=True), round(sc, 9), n) for c, sc, n, _ in rows)
+def rank_of(rows: list[tuple[dict[str, Any], float, int, float]], conditions: dict[str, str]) -> str:
+    for i, row in enumerate(rows):
+        if row[0] == conditions:
+            return f"#{i + 1}"
+    return "not found"
 
-    return key(a) == key(b)
+
+PLANTED = {"slice_2": "c2_1", "slice_3": "c3_4"}
+SMALL = {"slice_0": "c0_1", "slice_2": "c2_3", "slice_4": "c4_7"}
 
 
 def cross_check(args: argparse.Namespace, tmp: str) -> list[str]:
-    """Ours and the package at weight 0.99 (many slices score > 0) on a smaller batch, depth 2 and 3."""
-    errors, columns = make_data(args.check_rows, seed=1)
+    """Where ours and the package (weight 0.95) rank a small severe slice, at depth 3."""
+    errors, columns = make_data(args.check_rows, seed=1, small=True)
     x_path, e_path = f"{tmp}/x_check.npy", f"{tmp}/e_check.npy"
     np.save(x_path, np.column_stack([c for _, c, _ in columns]).astype(np.int64))
     np.save(e_path, errors)
-    lines = []
-    for depth in (2, 3):
-        ours = find_slices(errors, columns, max_conditions=depth, top_k=TOP_K, min_support=MIN_SUPPORT,
-                           error_weight=0.99, distinct=False)  # fmt: skip
-        peer = run_peer(args.peer_python, x_path, e_path, depth, args.peer_memory_gb, args.peer_timeout, 0.99)
-        if "slices" not in peer:
-            lines.append(f"  depth {depth}: sliceline {peer.get('error')}")
-            continue
-        agree = same(ours_top(ours), peer_top(peer))
+    ours = ours_top(find_slices(errors, columns, max_conditions=3, top_k=TOP_K, min_support=MIN_SUPPORT))
+    lines = [f"  ours: small slice {rank_of(ours, SMALL)}, 2% slice {rank_of(ours, PLANTED)}"]
+    peer = run_peer(args.peer_python, x_path, e_path, 3, args.peer_memory_gb, args.peer_timeout)
+    if "slices" not in peer:
+        lines.append(f"  sliceline: {peer.get('error')}")
+    else:
+        theirs = peer_top(peer)
         lines.append(
-            f"  depth {depth}: {len(ours.slices)} slices, the same: {'yes' if agree else 'NO'} "
-            f"(sliceline {peer['seconds']:.2f} s, {peer['peak_gb']:.2f} GB)"
+            f"  sliceline (weight {WEIGHT}): small slice {rank_of(theirs, SMALL)}, "
+            f"2% slice {rank_of(theirs, PLANTED)} ({peer['seconds']:.2f} s, {peer['peak_gb']:.2f} GB)"
         )
     return lines
 
@@ -232,7 +233,10 @@ def main() -> None:
     parser.add_argument("--peer-timeout", type=float, default=600.0)
     parser.add_argument("--peer-depths", default="2,3", help="depths to run sliceline at; empty: none")
     parser.add_argument(
-        "--check-rows", type=int, default=20_000, help="rows of the weight-0.99 check; 0: none"
+        "--check-rows",
+        type=int,
+        default=200_000,
+        help="rows of the small-slice check (with sliceline); 0: none",
     )
     args = parser.parse_args()
 
@@ -248,34 +252,16 @@ def main() -> None:
     enum_s: dict[int, float] = {}
     enum_n: dict[int, int] = {}
     for depth in (2, 3):
-
-        def search(depth: int = depth) -> Any:
-            return find_slices(
-                errors,
-                columns,
-                max_conditions=depth,
-                top_k=TOP_K,
-                min_support=MIN_SUPPORT,
-                error_weight=WEIGHT,
-                distinct=False,
-            )
-
+        search = partial(
+            find_slices, errors, columns, max_conditions=depth, top_k=TOP_K, min_support=MIN_SUPPORT
+        )
         ours[depth] = search()
         ours_s[depth] = median_time(search, repeat=args.repeat)
-        enum_n[depth], enum_top = enumerate_all(errors, codes, depth)
+        enum_n[depth], enum_tested = enumerate_all(errors, codes, depth)
         enum_s[depth] = median_time(partial(enumerate_all, errors, codes, depth), repeat=args.repeat)
-        assert [round(s, 9) for s, _ in enum_top] == [round(s, 9) for s in ours[depth].details["scores"]]
-    # weight 1 drops the size penalty: every slice above the mean scores > 0 and the bounds
-    # prune little, so all 32,131 slices are evaluated and tested
-    unpruned = partial(
-        find_slices, errors, columns, max_conditions=3, top_k=TOP_K, error_weight=1.0, distinct=False
-    )
-    unpruned_s = median_time(unpruned, repeat=args.repeat)
-    unpruned_tested = unpruned().candidates_tested
+        assert enum_tested == ours[depth].candidates_tested, (enum_tested, ours[depth].candidates_tested)
     tree_s = {d: median_time(partial(tree_slices, errors, columns, max_depth=d), repeat=3) for d in (2, 3)}
-    memory_mb = peak_traced(
-        lambda: find_slices(errors, columns, max_conditions=3, top_k=TOP_K, distinct=False)
-    )
+    memory_mb = peak_traced(lambda: find_slices(errors, columns, max_conditions=3, top_k=TOP_K))
 
     peers: dict[int, dict[str, Any]] = {}
     depths = [int(d) for d in args.peer_depths.split(",") if d.strip()]
@@ -293,23 +279,20 @@ def main() -> None:
                 args.peer_python, x_path, e_path, depth, args.peer_memory_gb, args.peer_timeout
             )
         if depths and args.check_rows:
-            print(f"running sliceline at weight 0.99 on {args.check_rows} rows ...", flush=True)
+            print(f"running the small-slice check on {args.check_rows} rows ...", flush=True)
             checks = cross_check(args, tmp)
 
     rows: list[tuple[str, float, str, float | None]] = []
     for depth in (2, 3):
+        tested = ours[depth].candidates_tested
         rows.append(
             (
-                f"find_slices depth {depth}",
+                f"find_slices depth {depth} ({tested} tested)",
                 ours_s[depth],
                 f"numpy enumeration of {enum_n[depth]} slices",
                 enum_s[depth],
             )
         )
-    rows.append(
-        (f"find_slices depth 3, weight 1 ({unpruned_tested} tested)", unpruned_s,
-         f"numpy enumeration of {enum_n[3]} slices", enum_s[3])
-    )  # fmt: skip
     for depth in (2, 3):
         if depth in peers:
             peer = peers[depth]
@@ -326,6 +309,7 @@ def main() -> None:
 
     levels = ours[3].details["levels"]
     print(f"\nfind_slices depth 3: {ours[3].candidates_tested} slices tested; per level: {levels}")
+    print(f"find_slices depth 3 summary: {ours[3].summary}")
     print(f"find_slices depth 3 peak traced memory: {memory_mb:.0f} MB")
     for depth, peer in peers.items():
         status = peer.get("error", "ok")
@@ -334,15 +318,14 @@ def main() -> None:
         print(f"sliceline depth {depth}: {status}; {secs}, {wall:.1f} s wall, peak RSS {peak:.2f} GB")
 
     for depth in (2, 3):
-        show(f"ours, depth {depth} (top {TOP_K}, SliceLine score, weight {WEIGHT}):", ours_top(ours[depth]))
+        show(f"ours, depth {depth} (top {TOP_K}, ranked by impact):", ours_top(ours[depth]))
         if depth in peers and "slices" in peers[depth]:
-            show(f"sliceline, depth {depth}:", peer_top(peers[depth]))
-            agree = same(ours_top(ours[depth]), peer_top(peers[depth]))
-            print(f"  same top slices as ours: {'yes' if agree else 'NO'}")
+            show(f"sliceline, depth {depth} (weight {WEIGHT}):", peer_top(peers[depth]))
     if checks:
-        print(f"\nweight 0.99, {args.check_rows} rows, top {TOP_K} of ours and of sliceline:")
+        print(f"\nsmall severe slice {SMALL} (0.5% of {args.check_rows} rows at 4x), depth 3:")
         print("\n".join(checks))
     top = ours[3].slices[0]
+    assert top.conditions == PLANTED, top.conditions
     print(
         f"\nplanted slice found first: {top.conditions} n={top.n} error={top.error:.4f} "
         f"rest {top.rest_error:.4f} p={top.p_value:.3g} significant={top.significant}"

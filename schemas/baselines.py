@@ -64,11 +64,33 @@ class MetricComparison(WireModel):
         "the share of the possible improvement achieved."
     )
     test: str | None = Field(
-        description="`mcnemar_exact`, `binomial`, `two_proportion_z`, `paired_bootstrap`, ..."
+        description="The test behind `p_value`: `mcnemar_exact`, `binomial`, `two_proportion_z`, "
+        "`paired_bootstrap`, `unpaired_delong`, ..."
     )
     p_value: float | None = None
     difference_interval: Interval | None = Field(default=None, description="CI of model - baseline.")
-    verdict: Literal["better", "worse", "no_significant_difference", "undefined"]
+    interval_method: str | None = Field(
+        default=None,
+        description="How `difference_interval` was computed (`paired_bootstrap`, `unpaired_bootstrap`, "
+        "`paired_delong`, `delta_method`, ...); it can differ from `test` (accuracy: an exact count "
+        "test beside a bootstrap interval). None without an interval.",
+    )
+    verdict: Literal["better", "worse", "no_significant_difference", "undefined"] = Field(
+        description="`better`/`worse` when the difference is significant at 1 - confidence in the "
+        "direction the metric prefers. Never contradicts `difference_interval`: with an interval the "
+        "verdict is read from it (it excludes 0 on the better or worse side, or includes 0)."
+    )
+    decided_by: Literal["interval", "p_value"] | None = Field(
+        default=None,
+        description="What the verdict was read from: `interval` whenever a difference interval is "
+        "printed, `p_value` only without one; None when undefined.",
+    )
+    note: str | None = Field(
+        default=None,
+        description="Set when `test`'s p-value alone would give another verdict than the interval "
+        "(e.g. McNemar's exact test not significant while the bootstrap interval excludes 0): says "
+        "which one decided.",
+    )
 
 
 class Pairing(WireModel):

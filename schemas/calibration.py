@@ -76,6 +76,17 @@ class Recalibration(WireModel):
     )
 
 
+class LogitClipping(WireModel):
+    """How the scores were clipped before ``logit`` for the calibration slope and intercept."""
+
+    epsilon: float = Field(
+        description="Scores are clipped to [epsilon, 1 - epsilon] (float64 machine epsilon, "
+        "2.22e-16, as scikit-learn's log loss), so |logit| <= 36.04."
+    )
+    at_zero: int = Field(description="Scores below epsilon (exact zeros included), raised to epsilon.")
+    at_one: int = Field(description="Scores above 1 - epsilon (exact ones included), lowered to 1 - epsilon.")
+
+
 class CalibrationResult(WireModel):
     strategy: Strategy
     bins: int
@@ -90,8 +101,16 @@ class CalibrationResult(WireModel):
     ece_interval: Interval | None = None
     brier: BrierDecomposition
     log_loss: float
-    slope: float | None = Field(description="Logistic fit of the label on logit(score); 1 is ideal.")
+    slope: float | None = Field(
+        description="Logistic fit of the label on logit(score), scores clipped as `clipped` says; "
+        "1 is ideal. A handful of scores at exactly 0 or 1 sit at logit -36 / +36 and can pull it."
+    )
     intercept: float | None = Field(description="0 is ideal.")
+    clipped: LogitClipping | None = Field(
+        default=None,
+        description="Binary: how many scores were clipped before the logit of the slope/intercept fit, "
+        "and to what. None for multiclass (no slope).",
+    )
     recalibration: list[Recalibration] = Field(default_factory=list)
 
 
@@ -126,7 +145,9 @@ class IntervalCoverage(WireModel):
 
 
 class ConfidenceResult(WireModel):
-    """Classification fields are empty/None for regression, which only has prediction intervals."""
+    """Classification fields are empty/None for regression, which only has prediction intervals.
+
+    A row's confidence is the probability the model gave to the class it predicted."""
 
     bins: list[ConfidenceBin] = Field(default_factory=list)
     risk_coverage: list[RiskCoveragePoint] = Field(
@@ -142,5 +163,12 @@ class ConfidenceResult(WireModel):
     )
     underconfidence_rate: float | None = Field(
         default=None, description="Share of rows right with confidence < level."
+    )
+    rows_not_most_probable: int | None = Field(
+        default=None,
+        description="Rows whose prediction is not the most probable class (binary: on the other side "
+        "of 0.5, e.g. a batch thresholded elsewhere). Confidence is always the probability of the "
+        "predicted class, so theirs is below the top probability (below 1/K possible: the bins then "
+        "span [0, 1] instead of [1/K, 1]).",
     )
     prediction_intervals: IntervalCoverage | None = Field(default=None, description="Regression lower/upper.")

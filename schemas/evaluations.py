@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from schemas.baselines import BaselinesRequest
@@ -50,6 +52,12 @@ class EvaluationCreate(WireModel):
         description="Binary: derive every prediction from the score as `score >= threshold` for this "
         "evaluation (explicit predictions included). Absent: the batch's predictions as stored, those "
         "derived at upload with the batch's threshold (default 0.5).",
+    )
+    labels: Literal["present", "declared"] = Field(
+        default="present",
+        description="Classes that macro and weighted averages run over: `present` (scikit-learn's "
+        "default: classes in the labels or predictions; ranking metrics: classes with labeled rows) or "
+        "`declared` (every class of the batch, as scikit-learn's `labels=`).",
     )
     findings: FindingsOptions = Field(default_factory=FindingsOptions)
     callback_url: str | None = Field(

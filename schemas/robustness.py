@@ -67,7 +67,15 @@ class RobustnessRequest(WireModel):
     directional: list[Directional] = Field(default_factory=list)
     pairs: list[PairTest] = Field(default_factory=list)
     score_tolerance: float = Field(
-        default=0.01, ge=0, le=1, description="Score changes up to this much are not violations."
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Score changes up to this much are not violations, even when the predicted class "
+        "flips: with scores on both sides, a score hovering at the decision threshold (0.50 -> 0.495 "
+        "turning `yes` into `no`) moved by no more than the tolerance and is not an invariance or "
+        "directional violation (counted in `details.label_changes_within_tolerance`). Multiclass "
+        "invariance: a flip is tolerated only when every class probability moved by at most this "
+        "much. Without scores, labels decide: any changed label violates `same`.",
     )
     max_flip_rate: float = Field(
         default=0.05, ge=0, le=1, description="`fragile_to_perturbation` above this."
@@ -114,7 +122,11 @@ class ExpectationResult(WireModel):
     kind: Literal["invariance", "directional", "pair"]
     expect: Expectation
     rows: int
-    violations: int
+    violations: int = Field(
+        description="Tested rows against the expectation: with scores, a score change beyond "
+        "`score_tolerance` (in the wrong direction for increase/decrease), whether or not the "
+        "predicted class changed; without scores, a changed (or wrongly moved) label."
+    )
     violation_rate: float | None
     mean_score_change: float | None = None
     examples: list[ExampleRow] = Field(default_factory=list)

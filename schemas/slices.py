@@ -22,6 +22,17 @@ class SliceFinderRequest(WireModel):
     min_support: int | None = Field(default=None, ge=1, description="Default: the section's min_support.")
     columns: list[str] | None = Field(default=None, description="Default: every feature column.")
     bins: int = Field(default=5, ge=2, le=50, description="Quantile bins for numeric columns.")
+    error_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="How the ranking weighs a slice's error against its size: slices are ranked by "
+        "share^(1 - error_weight) x relative_effect. 0 (default) ranks by impact (share of rows times "
+        "relative increase of the error: a whole batch twice as bad scores 1), 1 by the relative "
+        "increase alone (severity, whatever the size). Only the order changes: which slices qualify "
+        "is decided by the test, min_support and min_effect.",
+    )
 
 
 class SlicesRequest(WireModel):
@@ -84,17 +95,120 @@ class CriticalSliceResult(WireModel):
 class FoundSlice(WireModel):
     conditions: dict[str, Any]
     n: int
-    error: float
-    rest_error: float
-    effect_size: float
-    p_value: float
+    error: float = Field(description="Error rate (mean loss) of the slice.")
+    rest_error: float = Field(description="Error rate (mean loss) of the rest of the batch.")
+    effect_size: float = Field(description="error - rest_error.")
+    p_value: float = Field(
+        description="One-sided test of the slice against the rest of the batch: Fisher's exact test "
+        "for 0/1 errors, Welch's t test for losses."
+    )
     significant: bool = Field(description="Rejected at the Benjamini-Hochberg level alpha.")
+    q_value: float | None = Field(
+        default=None, description="Benjamini-Hochberg adjusted p-value, over every slice tested."
+    )
+    baseline_error: float | None = Field(
+        default=None,
+        description="Error of the rows the slice is measured against for min_effect and the ranking: "
+        "the rest of the batch, or the rest of `compared_within`.",
+    )
+    compared_within: dict[str, Any] | None = Field(
+        default=None,
+        description="The slice's conditions on bins of trending numeric columns (see `trends`), when it "
+        "has other conditions too: it is measured against the rest of those bins, so that the trend "
+        "does not count as its effect. None: measured against the rest of the batch.",
+    )
+    relative_effect: float | None = Field(
+        default=None,
+        description="error / baseline_error - 1: 0.25 is 25% more error. None when the baseline has no "
+        "error.",
+    )
+    excess: float | None = Field(
+        default=None,
+        description="n x (error - baseline_error): the errors (total loss) the slice has beyond its "
+        "baseline's rate.",
+    )
+    score: float | None = Field(
+        default=None,
+        description="What the slices are ranked by: share^(1 - error_weight) x relative_effect.",
+    )
+    explained_by_trend: list[str] | None = Field(
+        default=None,
+        description="Set when every condition of the slice is a bin of a trending numeric column on its "
+        "worse side: the overall trend (see `trends`) explains it. Such slices come after all others.",
+    )
+
+
+class ErrorTrend(WireModel):
+    """A numeric (ordered) column along whose bins the error rises or falls overall: a base-rate effect."""
+
+    column: str
+    direction: str = Field(pattern="^(increasing|decreasing)$", description="increasing or decreasing.")
+    bins: list[Any] = Field(description="The column's bins (labels) in order; the null bin is left out.")
+    n: list[int] = Field(description="Rows per bin.")
+    error: list[float] = Field(description="Error rate (mean loss) per bin.")
+    monotone: bool = Field(description="The per-bin errors never step against the direction.")
+    statistic: float = Field(
+        description="z of the test for a linear trend across the bins (scores 0, 1, ...)."
+    )
+    p_value: float = Field(description="Two-sided.")
+    q_value: float = Field(description="Benjamini-Hochberg adjusted, over the ordered columns tested.")
+    test: str = Field(description="cochran_armitage (0/1 errors) or linear_trend (losses).")
+
+
+class SliceFinderSummary(WireModel):
+    """Where the tested slices went: each significant one is counted in exactly one of the counts
+    from under_min_effect to qualified."""
+
+    tested: int = Field(description="Slices of at least min_support rows: all tested against the rest.")
+    under_min_support: int = Field(
+        description="Slices not tested because they have fewer than min_support rows (though at least one "
+        "row, and every broader slice has enough)."
+    )
+    significant: int = Field(
+        description="Tested slices worse than the rest with a p-value at most significance_level."
+    )
+    significance_level: float = Field(
+        description="The p-value cut-off: Benjamini-Hochberg's alpha R / m over the m slices tested, with R "
+        "the slices that qualify at it (redundant relatives of a reported slice do not loosen it); never "
+        "above plain Benjamini-Hochberg's. 0 when Benjamini-Hochberg rejects nothing."
+    )
+    under_min_effect: int = Field(
+        description="Significant, but less than min_effect worse than its baseline (see baseline_error)."
+    )
+    explained_by_broader: int = Field(
+        description="Significant, but not significantly (at significance_level) and min_effect worse than "
+        "the rest of a broader significant slice: it only inherits that slice's effect."
+    )
+    explained_by_narrower: int = Field(
+        description="Significant, but only through a narrower significant slice: without it, the rest of "
+        "the slice is not significantly and min_effect worse than its baseline."
+    )
+    explained_by_overlap: int = Field(
+        description="Significant, but no longer significantly and min_effect worse than its baseline once "
+        "the rows of a better-ranked reported slice it partly overlaps are set apart (checked while "
+        "filling top_k)."
+    )
+    explained_by_trend: int = Field(
+        description="Significant, but explained by a trend of a numeric column (see `trends`)."
+    )
+    qualified: int = Field(
+        description="Significant slices set aside by none of the above: ranked, the best top_k reported."
+    )
+    reported: int = Field(description="Slices returned: the best top_k qualified, then trend slices.")
+    why_fewer: str | None = Field(default=None, description="Why fewer than top_k slices were returned.")
 
 
 class SliceFinderResult(WireModel):
     method: str
     slices: list[FoundSlice]
     candidates_tested: int
+    trends: list[ErrorTrend] = Field(
+        default_factory=list,
+        description="Numeric columns with a significant trend of the error across their bins.",
+    )
+    summary: SliceFinderSummary | None = Field(
+        default=None, description="How many slices were tested, significant and set aside, and why."
+    )
     details: dict[str, Any] = Field(default_factory=dict)
 
 

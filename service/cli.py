@@ -86,7 +86,9 @@ def _export_openapi(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
-    return run_demo(args.url, rows=args.rows, api_key=args.api_key, seed=args.seed)
+    return run_demo(
+        args.url, rows=args.rows, api_key=args.api_key, seed=args.seed, min_roc_auc=args.min_roc_auc
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=20_000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--api-key", default=None)
+    demo.add_argument(
+        "--min-roc-auc",
+        type=float,
+        default=0.7,
+        help="the demo's gate on the ROC AUC's lower 95%% bound; exits 2 when a gate fails",
+    )
     demo.set_defaults(func=_demo)
     return parser
 

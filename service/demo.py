@@ -11,13 +11,16 @@ import numpy as np
 
 
 def demo_columns(rows: int, *, seed: int) -> dict[str, list[Any]]:
-    """A fraud-like binary batch: a score that is informative but imperfect, and slice columns."""
+    """A fraud-like binary batch: a good model (ROC AUC about 0.85) with one blind spot, medium
+    Indian payments, which it scores as if they were small, so that the evaluation has something
+    to find while the model passes its gates."""
     rng = np.random.default_rng(seed)
     country = rng.choice(["BR", "DE", "IN", "US"], size=rows, p=[0.2, 0.2, 0.3, 0.3])
     amount = np.round(rng.lognormal(3.5, 1.2, size=rows), 2)
-    risk = -3.0 + 0.6 * np.log1p(amount) + (country == "BR") * 0.8
+    risk = -7.2 + 2.0 * np.log1p(amount) + (country == "BR") * 0.8
     label = (rng.random(rows) < 1 / (1 + np.exp(-risk))).astype(int)
-    noisy = risk + rng.normal(0, 0.8, size=rows)
+    blind = (country == "IN") & (amount > 50) & (amount < 200)
+    noisy = risk + rng.normal(0, 0.3, size=rows) - 2.5 * blind
     score = np.round(1 / (1 + np.exp(-noisy)), 6)
     return {
         "sample_id": [f"s{i}" for i in range(rows)],
@@ -33,7 +36,11 @@ def _fail(response: httpx.Response) -> int:
     return 1
 
 
-def run_demo(url: str, *, rows: int, api_key: str | None, seed: int) -> int:
+#: the exit status when the evaluation ran but a gate failed (a CI step should stop the release)
+GATE_FAILED = 2
+
+
+def run_demo(url: str, *, rows: int, api_key: str | None, seed: int, min_roc_auc: float = 0.7) -> int:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
         try:
@@ -56,7 +63,11 @@ def run_demo(url: str, *, rows: int, api_key: str | None, seed: int) -> int:
         request = {
             "batch_id": batch["id"],
             "bootstrap": {"samples": 200, "confidence": 0.95, "seed": seed},
-            "gates": [{"metric": "roc_auc", "min": 0.7}, {"metric": "log_loss", "max": 0.6}],
+            "gates": [
+                {"metric": "roc_auc", "min": min_roc_auc, "use": "lower_bound"},
+                {"metric": "log_loss", "max": 0.6},
+                {"metric": "accuracy", "vs": "zero_rule"},
+            ],
             "baselines": {"random_prior": True, "zero_rule": True},
             "calibration": {"bins": 10, "recalibrate": ["isotonic"]},
             "confidence": {"target_accuracy": 0.8},
@@ -79,11 +90,30 @@ def run_demo(url: str, *, rows: int, api_key: str | None, seed: int) -> int:
             return 1
         result = client.get(f"{job_url}/result").json()
     print(format_summary(result))
-    return 0
+    return 0 if result["gates"]["passed"] else GATE_FAILED
+
+
+def format_verdict(result: dict[str, Any]) -> list[str]:
+    """The verdict first: status, primary metric with its interval, and the reasons in order."""
+    verdict = result.get("verdict")
+    if not verdict:
+        return []
+    primary = verdict["primary_metric"]
+    value = "undefined" if primary["value"] is None else f"{primary['value']:.4f}"
+    interval = primary.get("interval")
+    shown = f" [{interval['low']:.4f}, {interval['high']:.4f}]" if interval else ""
+    lines = [
+        f"\nVERDICT: {verdict['status'].upper()}  ({primary['name']} {value}{shown}; "
+        f"{verdict['labeled_rows']} of {verdict['rows']} rows labeled)",
+        f"  primary metric {primary['name']}: {primary['chosen_because']}",
+    ]
+    lines += [f"  - {reason}" for reason in verdict["reasons"]]
+    return lines
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    lines = [
+    lines = format_verdict(result)
+    lines += [
         f"\n{result['model']['name']} v{result['model']['version']} ({result['task']}), "
         f"{result['evaluated_rows']} labeled rows",
         f"{'metric':<22}{'value':>10}   95% interval",
@@ -129,9 +159,10 @@ def format_summary(result: dict[str, Any]) -> str:
             )
     findings = result["findings"]
     for finding in findings[:8]:
-        lines.append(f"[{finding['severity']}] {finding['kind']}: {finding['message']}")
-    if len(findings) > 8:
-        lines.append(f"(+{len(findings) - 8} more findings in the result document)")
+        lines.append(f"{finding['rank']}. [{finding['severity']}] {finding['kind']}: {finding['message']}")
+    more = len(findings) - 8 + result.get("findings_omitted", 0)
+    if more > 0:
+        lines.append(f"(+{more} more findings in the result document)")
     gates = result["gates"]
     lines.append(f"gates: {'PASSED' if gates['passed'] else 'FAILED'}")
     for gate in gates["results"]:

@@ -25,6 +25,7 @@ from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
 from service.store import Store
 from service.store.records import BatchRecord
 from service.workers import baselines as bw
+from service.workers.metrics import Labels
 from service.workers.primary_metric import needs_scores
 from service.workers.sorting import sort_floats
 
@@ -62,6 +63,7 @@ class Panel:
     confidence: float
     seed: int
     interval_method: bw.IntervalMethod = "auto"
+    labels: Labels = "present"
 
     @property
     def n_classes(self) -> int | None:
@@ -89,6 +91,7 @@ class Panel:
             positive=self.positive,
             class_names=self.class_names,
             paired_with=None if self.batch.task == "regression" else paired_with,
+            labels=self.labels,
         )
 
     def primary_for(self, side: bw.PreparedSide) -> str:
@@ -267,6 +270,7 @@ class BaselinePanel:
             confidence=boot.confidence if boot else 0.95,
             seed=boot.seed if boot else 0,
             interval_method=spec.interval_method,
+            labels=request.labels,
         )
         steps: list[_Step] = []
         strategies = [
@@ -372,6 +376,7 @@ def _random(panel: Panel, model: bw.PreparedSide, rows: LabeledRows, strategy: s
         metrics=panel.metrics,
         class_names=panel.class_names,
         support=None if model.confusion is None else model.confusion.sum(axis=1),
+        labels=panel.labels,
     )
     comparison = bw.compare_to_expected(model, expected, **panel.options())  # type: ignore[arg-type]
     pairing = Pairing(
@@ -416,6 +421,7 @@ def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[
                 metrics=panel.metrics,
                 class_names=panel.class_names,
                 support=None if model.confusion is None else model.confusion.sum(axis=1),
+                labels=panel.labels,
             )
         )
         results.append(

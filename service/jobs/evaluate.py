@@ -158,6 +158,7 @@ def compute_metrics(data: EvaluationData, batch: BatchRecord, request: Evaluatio
         positive=positive,
         scores=data.scores,
         metrics=request.metrics,
+        labels=request.labels,
     )
 
 
@@ -219,6 +220,7 @@ def prepare_model(
         n_classes=None if regression else len(classes),
         positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
         class_names=None if regression else [str(c) for c in classes],
+        labels=request.labels,
     )
 
 
@@ -512,5 +514,6 @@ def _bootstrap(
         n_classes=len(classes),
         positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
         scores=data.scores,
+        labels=request.labels,
         **options,  # type: ignore[arg-type]
     )

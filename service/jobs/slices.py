@@ -13,7 +13,14 @@ import pyarrow.compute as pc
 from schemas.evaluations import EvaluationCreate
 from schemas.metrics import MetricsReport
 from schemas.results import Finding
-from schemas.slices import CriticalSliceResult, ExplainedSlice, SliceFlagging, SliceMetric, SlicesResult
+from schemas.slices import (
+    CriticalSliceResult,
+    ExplainedSlice,
+    SliceFinderResult,
+    SliceFlagging,
+    SliceMetric,
+    SlicesResult,
+)
 from service.expressions import evaluate as evaluate_expression
 from service.expressions import parse
 from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
@@ -22,6 +29,7 @@ from service.store.records import BatchRecord, JobRecord
 from service.workers import metrics as metrics_worker
 from service.workers import simpsons, slicefinder
 from service.workers import slices as slice_worker
+from service.workers.metrics import Labels
 from service.workers.slices.flagging import FlaggedSlice, describe_conditions, flag_slices
 
 Progress = Callable[[float], None]
@@ -81,6 +89,7 @@ def run_slices(
         "overall": report.metrics,
         "min_support": spec.min_support,
         "alpha": spec.alpha,
+        "labels": request.labels,
     }
     boot = request.bootstrap
     if boot is not None:
@@ -127,7 +136,9 @@ def run_slices(
         findings += [_underperforming(f, task) for f in flags.flagged]
 
     result.critical = [
-        _critical(store, batch, job, c.name, c.where, labeled, y_true, y_pred, scores, metrics)
+        _critical(
+            store, batch, job, c.name, c.where, labeled, y_true, y_pred, scores, metrics, request.labels
+        )
         for c in spec.critical
     ]
     errors = _row_errors(y_true, y_pred, task)
@@ -135,22 +146,72 @@ def run_slices(
         finder = spec.finder
         names = finder.columns or _features(batch)
         finder_columns = [codes_of(labeled, n, bins=finder.bins) for n in names]
-        options = {
-            "top_k": finder.top_k,
-            "min_support": finder.min_support or spec.min_support,
-            "alpha": finder.alpha,
-        }
+        support = finder.min_support or spec.min_support
         result.finder = slicefinder.find_slices(
-            errors, finder_columns, max_conditions=finder.max_conditions, **options
+            errors,
+            finder_columns,
+            max_conditions=finder.max_conditions,
+            top_k=finder.top_k,
+            min_support=support,
+            alpha=finder.alpha,
+            min_effect=spec.min_effect,
+            error_weight=finder.error_weight,
         )
         result.tree = slicefinder.tree_slices(
-            errors, finder_columns, max_depth=finder.max_conditions, **options
+            errors,
+            finder_columns,
+            max_depth=finder.max_conditions,
+            top_k=finder.top_k,
+            min_support=support,
+            alpha=finder.alpha,
+            min_effect=spec.min_effect,
         )
+        reported = [f.details["conditions"] for f in findings if f.kind == "underperforming_slice"]
+        findings += _found(result.finder, len(errors), task, reported=reported)
     progress(0.8)
     findings += _trend_reversals(
         labeled, errors, [column(n) for n in spec.columns], spec.min_support, features=_features(batch)
     )
     return result, findings
+
+
+def _found(
+    result: SliceFinderResult, rows: int, task: str, *, reported: list[dict[str, Any]]
+) -> list[Finding]:
+    """The finder's qualified slices (significant, min_effect worse, not explained by another slice
+    or a trend) and the numeric trends it saw, as findings; a slice already reported as an
+    ``underperforming_slice`` is not reported twice."""
+    findings = []
+    error = "absolute error" if task == "regression" else "error rate"
+    for found in result.slices:
+        if not found.significant or found.explained_by_trend or found.conditions in reported:
+            continue
+        share = found.n / rows if rows else 0.0
+        relative = found.relative_effect
+        findings.append(
+            Finding(
+                kind="problem_slice",
+                severity="warning",
+                impact=share * relative if relative is not None else share,
+                message=f"The slice finder found {describe_conditions(found.conditions)} ({found.n} rows, "
+                f"{share:.1%}): {error} {found.error:.3g} vs {found.baseline_error or found.rest_error:.3g}"
+                f" (q = {found.q_value if found.q_value is not None else found.p_value:.2g}).",
+                details=found.model_dump(mode="json"),
+            )
+        )
+    for trend in result.trends:
+        findings.append(
+            Finding(
+                kind="error_trend",
+                severity="info",
+                message=f"The {error} is {trend.direction} along {trend.column} overall "
+                f"({trend.error[0]:.3g} in its first bin, {trend.error[-1]:.3g} in its last; "
+                f"p = {trend.p_value:.2g}): "
+                "a base-rate effect, reported apart from the slices.",
+                details=trend.model_dump(mode="json"),
+            )
+        )
+    return findings
 
 
 def _row_errors(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> np.ndarray:
@@ -226,6 +287,7 @@ def _critical(
     y_pred: np.ndarray,
     scores: np.ndarray | None,
     metrics: list[str],
+    labels: Labels,
 ) -> CriticalSliceResult:
     mask = evaluate_expression(parse(where), labeled)
     n = int(mask.sum())
@@ -243,6 +305,7 @@ def _critical(
                 positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
                 scores=None if scores is None else scores[mask],
                 metrics=metrics,
+                labels=labels,
             )
         values = {m: SliceMetric(value=v) for m, v in sub.metrics.items()}
     history = []
@@ -339,16 +402,28 @@ def comparison_paradoxes(
             )
             if details is not None:
                 details["baseline"] = name
+                # "reversed": the pooled effect is significant the other way; "confounded": the crude
+                # gap is not there once the slices are accounted for (it may have no direction at all)
+                reversed_ = details.get("status") == "reversed"
+                driver = details.get("driver") or {}
                 findings.append(
                     Finding(
                         kind="simpsons_paradox",
-                        severity="warning",
-                        message=f"Against {name}, the comparison on {column_name} reverses: "
+                        severity="warning" if reversed_ else "info",
+                        impact=float(driver.get("share", 0.0) or 0.0) * abs(_crude_gap(details)),
+                        message=f"Against {name}, the comparison on {column_name} "
+                        f"{'reverses' if reversed_ else 'does not hold within slices'}: "
                         f"{details.get('explanation', '')}",
                         details=details,
                     )
                 )
     return findings
+
+
+def _crude_gap(details: dict[str, Any]) -> float:
+    crude = details.get("crude") or {}
+    value = crude.get("difference")
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def _values(table: pa.Table, name: str) -> np.ndarray:

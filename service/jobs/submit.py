@@ -33,6 +33,18 @@ def validate_request(request: EvaluationCreate, batch: BatchRecord) -> None:
             metrics_worker.validate_metric_names(batch.task, request.metrics, has_scores=has_scores)
         except ValueError as exc:
             issues.append(FieldIssue("metrics", str(exc)))
+    if request.threshold is not None and (batch.task != "binary" or not has_scores):
+        issues.append(
+            FieldIssue(
+                "threshold",
+                "threshold derives binary predictions from scores: "
+                + (
+                    "this batch has no score column"
+                    if batch.task == "binary"
+                    else f"this batch is {batch.task}"
+                ),
+            )
+        )
     computed = set(request.metrics or metrics_worker.default_metrics(batch.task, has_scores=has_scores))
     issues += gate_issues(request, batch.task, computed)
     if issues:

@@ -27,6 +27,16 @@ Significance
 :func:`compare` and :func:`compare_to_expected` test every metric; see
 :mod:`service.workers.significance` for the tests and why score metrics use the
 delta method (DeLong for ROC AUC) rather than a row bootstrap.
+
+Which classes are averaged
+--------------------------
+``labels`` (``"present"``, the default, or ``"declared"``) is the option of
+:mod:`service.workers.metrics`: the macro averages (and the multiclass ROC AUC /
+average precision) over the classes that occur, as scikit-learn's default, or over
+every declared class, as scikit-learn's ``labels=range(K)``. A prepared side keeps
+its ``labels``; its report, the baselines' closed forms and every replicate and
+influence term of a comparison use it (bootstrap replicates apply it to each
+resample), and :func:`compare` refuses sides prepared with different ones.
 """
 
 from __future__ import annotations
@@ -43,10 +53,12 @@ from schemas.metrics import ConfusionMatrix, MetricsReport
 from service.workers.bootstrap import classification_replicates, regression_replicates
 from service.workers.metrics import (
     METRICS,
+    Labels,
     RegressionStatistics,
     ScoreStatistics,
     Task,
     check_classification_inputs,
+    check_labels,
     check_regression_inputs,
     classification_metrics,
     classification_report,
@@ -64,13 +76,12 @@ from service.workers.significance import (
     class_constant_paired_se,
     constant_score_class_influence,
     constant_score_influence,
+    decide,
     delta_method_difference,
-    interval_verdict,
     joint_mcnemar,
     mcnemar_exact,
     normal_difference,
     normalized_gain,
-    p_value_verdict,
     paired_confusion_replicates,
     paired_influence_se,
     paired_joint_counts,
@@ -131,7 +142,8 @@ class PreparedSide:
     """A side with its metric values and what the significance tests need, computed once.
 
     Build with :func:`prepare_side`; pass it to :func:`compare` for every baseline
-    so the model's scores are sorted once for the whole panel.
+    so the model's scores are sorted once for the whole panel. ``labels`` is the
+    option every value, replicate and influence term of the side is computed with.
     """
 
     side: Side
@@ -152,6 +164,8 @@ class PreparedSide:
     joint: np.ndarray | None = field(default=None, repr=False)
     #: the model predictions ``joint`` was counted with (:func:`compare` checks they are its model's)
     joint_pred: np.ndarray | None = field(default=None, repr=False)
+    #: classes of the macro averages (classification): ``"present"`` or ``"declared"``
+    labels: Labels = "present"
 
     @property
     def n(self) -> int:
@@ -214,6 +228,7 @@ def expected_random_metrics(
     metrics: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
     support: np.ndarray | None = None,
+    labels: Labels = "present",
 ) -> MetricsReport:
     """Expected metrics of predicting at random, in closed form.
 
@@ -234,6 +249,10 @@ def expected_random_metrics(
     support : ndarray of shape (K,), optional
         The label counts of ``y_true`` when already known (a prepared side's confusion
         row sums): ``y_true`` is then not counted again.
+    labels : {"present", "declared"}, default "present"
+        Classes of the macro averages, as
+        :func:`~service.workers.metrics.classification_metrics` on the expected
+        confusion matrix (a class the random predictor may predict occurs in it).
 
     Returns
     -------
@@ -270,6 +289,7 @@ def expected_random_metrics(
         metrics=metrics,
         class_names=class_names,
         integer_counts=False,
+        labels=labels,
     )
 
 
@@ -281,13 +301,14 @@ def zero_rule_metrics(
     metrics: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
     support: np.ndarray | None = None,
+    labels: Labels = "present",
 ) -> MetricsReport:
     """Metrics of the zero rule without materialising its predictions.
 
     Equal to ``classification_metrics`` on :func:`zero_rule_predictions` (the same
     pseudo-row computation as :func:`expected_random_metrics` with all mass on the
     majority class and the prior as scores), in microseconds on any n. ``support``
-    as :func:`expected_random_metrics`.
+    and ``labels`` as :func:`expected_random_metrics`.
     """
     support = _known_support(support, n_classes) if support is not None else _support(y_true, n_classes)
     label_q = np.zeros(n_classes)
@@ -301,6 +322,7 @@ def zero_rule_metrics(
         metrics=metrics,
         class_names=class_names,
         integer_counts=True,
+        labels=labels,
     )
 
 
@@ -314,8 +336,10 @@ def _constant_rate_report(
     metrics: Sequence[str] | None,
     class_names: Sequence[str] | None,
     integer_counts: bool,
+    labels: Labels = "present",
 ) -> MetricsReport:
-    """classification_metrics of a row-independent predictor: pseudo-rows (i, j) weighted n_i q_j."""
+    """classification_metrics of a row-independent predictor: pseudo-rows (i, j) weighted n_i q_j
+    (a pseudo-row of weight 0 is left out: it makes no class occur, see ``labels``)."""
     k = n_classes
     names_list = [str(c) for c in (class_names if class_names is not None else range(k))]
     task: Task = "binary" if positive is not None else "multiclass"
@@ -338,6 +362,7 @@ def _constant_rate_report(
         scores=scores,
         metrics=names,
         sample_weight=weight[keep],
+        labels=labels,
     )
     per_class = {
         name: c.model_copy(update={"support": int(support[i])})
@@ -373,11 +398,11 @@ def prepare_zero_rule(model: PreparedSide) -> PreparedSide:
     Equal to :func:`prepare_side` on :func:`zero_rule_predictions` of the model's labels,
     built from the model's confusion counts alone: no n-row array (the comparison's joint
     counts and delta-method terms are per-class closed forms). ``report`` is None (see
-    :func:`zero_rule_metrics`).
+    :func:`zero_rule_metrics`). The zero rule keeps the model's ``labels``.
     """
     if model.task == "regression" or model.confusion is None or model.n_classes is None:
         raise ValueError("prepare_zero_rule needs a prepared classification side.")
-    k, positive, n = model.n_classes, model.positive, model.n
+    k, positive, n, labels = model.n_classes, model.positive, model.n, model.labels
     names = list(model.metrics)
     support = model.confusion.sum(axis=1)
     majority = int(np.argmax(support))
@@ -385,14 +410,17 @@ def prepare_zero_rule(model: PreparedSide) -> PreparedSide:
     cm = np.zeros_like(model.confusion)
     cm[:, majority] = support
     conf = [m for m in names if METRICS[m].source == "confusion"]
-    values = {m: float(v) for m, v in confusion_metric_values(cm, conf, positive=positive).items()}
+    conf_values = confusion_metric_values(cm, conf, positive=positive, labels=labels)
+    values = {m: float(v) for m, v in conf_values.items()}
     score_names = [m for m in names if METRICS[m].source == "scores"]
     shared = np.atleast_1d(np.float64(prior[positive])) if positive is not None else prior
     class_gradients: dict[str, np.ndarray | None] = dict.fromkeys(score_names)
     if score_names and n:
-        values.update(_constant_score_values(cm, shared, positive=positive, names=score_names))
+        values.update(_constant_score_values(cm, shared, positive=positive, names=score_names, labels=labels))
         class_gradients.update(
-            constant_score_class_influence(support, shared, n_classes=k, positive=positive, names=score_names)
+            constant_score_class_influence(
+                support, shared, n_classes=k, positive=positive, names=score_names, labels=labels
+            )
         )
     else:
         values.update(dict.fromkeys(score_names, np.nan))
@@ -408,6 +436,7 @@ def prepare_zero_rule(model: PreparedSide) -> PreparedSide:
         confusion=cm,
         class_gradients=class_gradients,
         constant_prediction=majority,
+        labels=labels,
     )
 
 
@@ -435,6 +464,7 @@ def prepare_side(
     positive: int | None = None,
     class_names: Sequence[str] | None = None,
     paired_with: Side | PreparedSide | None = None,
+    labels: Labels = "present",
 ) -> PreparedSide:
     """Validate a side and compute its metric values, report and delta-method gradients once.
 
@@ -455,6 +485,10 @@ def prepare_side(
         here, in the pass that also gives this side's confusion counts. A raw
         :class:`Side` (validated codes) lets a baseline be prepared while the model
         itself is still being prepared, e.g. in another thread.
+    labels : {"present", "declared"}, default "present"
+        Classification only: the classes of the macro averages and of the multiclass
+        ROC AUC / average precision (:func:`~service.workers.metrics.classification_metrics`),
+        kept on the side for :func:`compare`.
 
     Returns
     -------
@@ -468,8 +502,9 @@ def prepare_side(
     """
     names = list(metrics)
     validate_metric_names(task, names, has_scores=True)
+    labels = check_labels(labels)
     if task == "regression":
-        return _prepare_regression(side, names)
+        return _prepare_regression(side, names, labels)
     if n_classes is None:
         raise ValueError("n_classes is required for classification tasks.")
     if (task == "binary") != (positive is not None):
@@ -495,11 +530,12 @@ def prepare_side(
     else:
         cm = confusion_counts(yt, yp, n_classes=n_classes)
     conf = [m for m in names if METRICS[m].source == "confusion"]
-    values = {m: float(v) for m, v in confusion_metric_values(cm, conf, positive=positive).items()}
+    conf_values = confusion_metric_values(cm, conf, positive=positive, labels=labels)
+    values = {m: float(v) for m, v in conf_values.items()}
     score_names = [m for m in names if METRICS[m].source == "scores"]
     presorted = side.sorted_scores if positive is not None else None
     score_values, gradients, n_clipped = _score_side(
-        yt, sc, cm, positive=positive, names=score_names, presorted=presorted
+        yt, sc, cm, positive=positive, names=score_names, presorted=presorted, labels=labels
     )
     values.update(score_values)
     scoreless = score_names if sc is None else []
@@ -511,6 +547,7 @@ def prepare_side(
         positive=positive,
         values={m: values[m] for m in reported},
         n_clipped=n_clipped,
+        labels=labels,
     )
     if scoreless:
         report.metrics = {m: report.metrics.get(m) for m in names}
@@ -527,6 +564,7 @@ def prepare_side(
         report=report,
         joint=joint,
         joint_pred=None if paired is None else paired.y_pred,
+        labels=labels,
     )
 
 
@@ -538,6 +576,7 @@ def _score_side(
     positive: int | None,
     names: list[str],
     presorted: tuple[np.ndarray, np.ndarray] | None = None,
+    labels: Labels = "present",
 ) -> tuple[dict[str, float], dict[str, np.ndarray | None], int]:
     """Values and gradients of the score metrics (NaN / None without scores or rows), and
     the number of rows whose true class got probability 0."""
@@ -549,9 +588,11 @@ def _score_side(
     shared = _shared_score_row(scores)
     if shared is not None:
         # a zero rule or a prior: no sort of n rows needed
-        values.update(_constant_score_values(cm, shared, positive=positive, names=names))
+        values.update(_constant_score_values(cm, shared, positive=positive, names=names, labels=labels))
         gradients.update(
-            constant_score_influence(y_true, shared, n_classes=k, positive=positive, names=names)
+            constant_score_influence(
+                y_true, shared, n_classes=k, positive=positive, names=names, labels=labels
+            )
         )
         if positive is not None:
             p_true = np.full(k, 1.0 - float(shared[0]))
@@ -561,7 +602,7 @@ def _score_side(
         n_clipped = int(cm.sum(axis=1)[p_true <= 0].sum())
     else:
         stats = ScoreStatistics(
-            y_true, scores, n_classes=k, positive=positive, names=names, presorted=presorted
+            y_true, scores, n_classes=k, positive=positive, names=names, presorted=presorted, labels=labels
         )
         values.update(stats.values())
         # stats is not used again: its per-row losses become the gradients in place
@@ -579,19 +620,25 @@ def _shared_score_row(scores: np.ndarray) -> np.ndarray | None:
 
 
 def _constant_score_values(
-    cm: np.ndarray, score_row: np.ndarray, *, positive: int | None, names: list[str]
+    cm: np.ndarray,
+    score_row: np.ndarray,
+    *,
+    positive: int | None,
+    names: list[str],
+    labels: Labels = "present",
 ) -> dict[str, float]:
     """Score metrics of constant probabilities: the metrics worker's statistics on one
-    pseudo-row per class weighted by its count (no sort of n rows)."""
+    pseudo-row per class weighted by its count (no sort of n rows; a class of weight 0
+    has no labeled rows, as ``labels="present"`` needs)."""
     k = cm.shape[0]
     support = cm.sum(axis=1).astype(np.float64)
     codes = np.arange(k)
     rows = np.full(k, float(score_row[0])) if positive is not None else np.tile(score_row, (k, 1))
-    stats = ScoreStatistics(codes, rows, n_classes=k, positive=positive, names=names)
+    stats = ScoreStatistics(codes, rows, n_classes=k, positive=positive, names=names, labels=labels)
     return stats.values(support if stats.row_order is None else support[stats.row_order])
 
 
-def _prepare_regression(side: Side, names: list[str]) -> PreparedSide:
+def _prepare_regression(side: Side, names: list[str], labels: Labels = "present") -> PreparedSide:
     yt, yp = check_regression_inputs(side.y_true, side.y_pred)
     resampled = [m for m in names if m not in DELTA_METHOD_METRICS]
     # the report's values in row order, as regression_metrics (sums over presorted
@@ -612,6 +659,7 @@ def _prepare_regression(side: Side, names: list[str]) -> PreparedSide:
         gradients=regression_influence(yt, yp, names=names),
         regression_stats=boot if resampled else None,
         report=regression_report(stats, values),
+        labels=labels,  # no classes to average: kept only so that a panel's sides agree
     )
 
 
@@ -622,9 +670,14 @@ def _prepared(
     metrics: Sequence[str],
     n_classes: int | None,
     positive: int | None,
+    labels: Labels,
 ) -> PreparedSide:
     if isinstance(side, Side):
-        return prepare_side(side, task=task, metrics=metrics, n_classes=n_classes, positive=positive)
+        return prepare_side(
+            side, task=task, metrics=metrics, n_classes=n_classes, positive=positive, labels=labels
+        )
+    if task != "regression" and side.labels != labels:
+        raise ValueError(f"side was prepared with labels={side.labels!r}; compared with labels={labels!r}.")
     if (side.task, side.n_classes, side.positive) != (task, n_classes, positive):
         raise ValueError(
             f"side was prepared for task={side.task}, n_classes={side.n_classes}, positive={side.positive}; "
@@ -636,6 +689,27 @@ def _prepared(
             f"side was prepared without metrics {missing}; prepare it with every compared metric."
         )
     return side
+
+
+def _common_labels(sides: Sequence[Side | PreparedSide], labels: Labels | None, *, task: Task) -> Labels:
+    """The ``labels`` of a comparison: the one given, else the prepared sides' (which must
+    agree: their values, replicates and influence terms were computed with it), else the
+    default ``"present"``. Regression sides have no classes to average: theirs is ignored."""
+    wanted = set() if labels is None else {check_labels(labels)}
+    if task != "regression":
+        wanted |= {s.labels for s in sides if isinstance(s, PreparedSide)}
+    if len(wanted) > 1:
+        given = "" if labels is None else f" (labels={labels!r} given)"
+        found = ", ".join(
+            f"{which}: labels={s.labels!r}"
+            for which, s in zip(("model", "baseline"), sides, strict=False)
+            if isinstance(s, PreparedSide)
+        )
+        raise ValueError(
+            f"sides prepared with different labels cannot be compared{given}: {found}; "
+            "prepare both with the same labels ('present' or 'declared')."
+        )
+    return wanted.pop() if wanted else "present"
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -655,6 +729,7 @@ def compare(
     confidence: float = 0.95,
     seed: int = 0,
     interval_method: IntervalMethod = "auto",
+    labels: Labels | None = None,
 ) -> Comparison:
     """Compare a model with a baseline that has its own predictions, metric by metric.
 
@@ -676,6 +751,17 @@ def compare(
         RMSE, MAPE, R^2): a paired / unpaired row bootstrap of the difference, or
         DeLong's / the delta-method normal interval. ``auto``: the bootstrap while
         rows x samples <= :data:`AUTO_BOOTSTRAP_DRAWS`, else the delta method.
+    labels : {"present", "declared"}, optional
+        Classification: the classes of the macro averages (see :func:`prepare_side`).
+        Default: the prepared sides' (a raw :class:`Side` is prepared with it), or
+        ``"present"`` when neither side is prepared. Every replicate and influence term
+        uses it.
+
+    Raises
+    ------
+    ValueError
+        Among others, when the sides were prepared with different ``labels`` (or other
+        than the ``labels`` given).
 
     Returns
     -------
@@ -692,12 +778,14 @@ def compare(
     unpaired percentile bootstrap of the difference. Smooth metrics: as
     ``interval_method``; DeLong (ROC AUC) and the delta method agree with the
     bootstrap's standard error within its Monte Carlo error (tested).
-    A verdict is ``better``/``worse`` when the test rejects at ``1 - confidence``
-    (the interval excludes 0) in the direction the metric prefers.
+    A verdict is ``better``/``worse`` when the interval of the difference excludes 0 in
+    the direction the metric prefers (the count tests' p-values are reported beside it;
+    :func:`~service.workers.significance.decide` notes when they disagree).
     """
     names = _check_names(metrics, primary_metric)
-    m = _prepared(model, task=task, metrics=names, n_classes=n_classes, positive=positive)
-    b = _prepared(baseline, task=task, metrics=names, n_classes=n_classes, positive=positive)
+    labels = _common_labels((model, baseline), labels, task=task)
+    m = _prepared(model, task=task, metrics=names, n_classes=n_classes, positive=positive, labels=labels)
+    b = _prepared(baseline, task=task, metrics=names, n_classes=n_classes, positive=positive, labels=labels)
     if paired:
         _check_paired(m, b)
     joint = None
@@ -735,6 +823,7 @@ def compare_to_expected(
     confidence: float = 0.95,
     seed: int = 0,
     interval_method: IntervalMethod = "auto",
+    labels: Labels | None = None,
 ) -> Comparison:
     """Compare a model with fixed baseline values (a closed-form random baseline: pairing mode ``expected``).
 
@@ -742,12 +831,15 @@ def compare_to_expected(
     ``p0 = expected accuracy``. Other metrics: the interval of the model's metric
     (bootstrap for label metrics; for smooth score/regression metrics as
     ``interval_method``, see :func:`compare`) shifted by the constant baseline value.
+    ``labels`` as :func:`compare` (the model's replicates use it); compute ``expected``
+    with the same ``labels`` (:func:`expected_random_metrics`).
     """
     names = _check_names(metrics, primary_metric)
     missing = [n for n in names if n not in expected.metrics]
     if missing:
         raise ValueError(f"expected report lacks metrics {missing}; compute it with the compared metrics.")
-    m = _prepared(model, task=task, metrics=names, n_classes=n_classes, positive=positive)
+    labels = _common_labels((model,), labels, task=task)
+    m = _prepared(model, task=task, metrics=names, n_classes=n_classes, positive=positive, labels=labels)
     smooth = resamples_smooth_metrics(interval_method, rows=m.n, samples=samples)
     replicates = _model_replicates(m, names, samples=samples, seed=seed, smooth=smooth)
     significance: dict[str, MetricComparison] = {}
@@ -832,6 +924,7 @@ def _difference_replicates(
                     samples=samples,
                     seed=seed,
                     joint=joint,
+                    labels=m.labels,
                 )
             )
         else:
@@ -844,6 +937,7 @@ def _difference_replicates(
                     metrics=conf,
                     samples=samples,
                     seed=seed,
+                    labels=m.labels,
                 )
             )
     if rows:
@@ -902,6 +996,7 @@ def _smooth_replicates(
         metrics=smooth,
         samples=samples,
         seed=seed,
+        labels=m.labels,
     )
 
 
@@ -916,6 +1011,7 @@ def _statistics(side: PreparedSide, names: list[str]) -> RegressionStatistics | 
         n_classes=side.n_classes,
         positive=side.positive,
         names=names,
+        labels=side.labels,
     )
 
 
@@ -954,6 +1050,7 @@ def _fresh_model_replicates(
         metrics=resampled,
         samples=samples,
         seed=seed,
+        labels=m.labels,
     )
 
 
@@ -1118,7 +1215,8 @@ def _assess(
     counted: tuple[str, float | None] | None,
     confidence: float,
 ) -> MetricComparison:
-    """One MetricComparison; ``counted`` = (test, p) of a count test that decides the verdict (accuracy)."""
+    """One MetricComparison; ``counted`` = (test, p) of a count test reported beside the interval
+    (accuracy); the verdict follows the interval when there is one (:func:`decide`)."""
     mv = None if np.isnan(model_value) else float(model_value)
     bv = None if np.isnan(baseline_value) else float(baseline_value)
     if mv is None or bv is None:
@@ -1127,12 +1225,20 @@ def _assess(
         )
     lift = mv - bv
     greater = METRICS[name].greater_is_better
+    interval_method = test
     if counted is not None:
         test, p_value = counted
-        verdict = p_value_verdict(p_value, lift, alpha=1 - confidence, greater_is_better=greater)
     else:
         p_value = None if interval is None else interval.p_value
-        verdict = interval_verdict(interval, greater_is_better=greater)
+    decision = decide(
+        lift,
+        p_value=p_value,
+        interval=interval,
+        greater_is_better=greater,
+        alpha=1 - confidence,
+        test=test,
+        interval_method=interval_method,
+    )
     return MetricComparison(
         model=mv,
         baseline=bv,
@@ -1141,7 +1247,10 @@ def _assess(
         test=test,
         p_value=p_value,
         difference_interval=None if interval is None else interval.interval(),
-        verdict=verdict,
+        interval_method=None if interval is None else interval_method,
+        verdict=decision.verdict,
+        decided_by=decision.decided_by,
+        note=decision.note,
     )
 
 

@@ -36,9 +36,11 @@ import numpy as np
 from schemas.metrics import Interval
 from service.workers.metrics import (
     METRICS,
+    Labels,
     RegressionStatistics,
     ScoreStatistics,
     check_classification_inputs,
+    check_labels,
     check_regression_inputs,
     confusion_counts,
     confusion_metric_values,
@@ -110,6 +112,7 @@ def classification_replicates(
     samples: int = 1000,
     seed: int = 0,
     progress: Progress | None = None,
+    labels: Labels = "present",
 ) -> dict[str, np.ndarray]:
     """Bootstrap replicates of classification metrics.
 
@@ -125,6 +128,10 @@ def classification_replicates(
         Seed of ``numpy.random.default_rng``.
     progress : callable, optional
         Called with the fraction of work done, now and then, and with 1.0 at the end.
+    labels : {"present", "declared"}, default "present"
+        As :func:`~service.workers.metrics.classification_metrics`; each replicate is
+        the metric of its resample, so ``"present"`` averages over the classes that
+        occur in that resample (what the point estimate does on the batch).
 
     Returns
     -------
@@ -136,6 +143,7 @@ def classification_replicates(
     y_true, y_pred, scores = check_classification_inputs(
         y_true, y_pred, n_classes=n_classes, positive=positive, scores=scores
     )
+    labels = check_labels(labels)
     task = "binary" if positive is not None else "multiclass"
     names = list(metrics) if metrics is not None else default_metrics(task, has_scores=scores is not None)
     validate_metric_names(task, names, has_scores=scores is not None)
@@ -152,12 +160,14 @@ def classification_replicates(
         counts = confusion_counts(y_true, y_pred, n_classes=n_classes)
         draws = cell_rng.multinomial(n, counts.ravel() / n, size=samples)
         stack = draws.reshape(samples, n_classes, n_classes)
-        out.update(confusion_metric_values(stack, label_names, positive=positive))
+        out.update(confusion_metric_values(stack, label_names, positive=positive, labels=labels))
 
     score_names = [m for m in names if METRICS[m].source == "scores"]
     if score_names:
         assert scores is not None  # validate_metric_names guarantees it
-        stats = ScoreStatistics(y_true, scores, n_classes=n_classes, positive=positive, names=score_names)
+        stats = ScoreStatistics(
+            y_true, scores, n_classes=n_classes, positive=positive, names=score_names, labels=labels
+        )
         out.update(
             _row_replicates(stats.values, score_names, n=n, samples=samples, rng=row_rng, progress=progress)
         )
@@ -226,13 +236,14 @@ def classification_intervals(
     confidence: float = 0.95,
     seed: int = 0,
     progress: Progress | None = None,
+    labels: Labels = "present",
 ) -> dict[str, Interval]:
     """Bootstrap percentile intervals of classification metrics.
 
     Parameters
     ----------
-    y_true, y_pred, n_classes, positive, scores, metrics, samples, seed, progress
-        As :func:`classification_replicates`.
+    y_true, y_pred, n_classes, positive, scores, metrics, samples, seed, progress, labels
+        As :func:`classification_replicates` (``labels`` must be the point estimate's).
     confidence : float, default=0.95
         Coverage of the two-sided percentile interval.
 
@@ -261,6 +272,7 @@ def classification_intervals(
         samples=samples,
         seed=seed,
         progress=progress,
+        labels=labels,
     )
     return percentile_intervals(replicates, confidence=confidence)
 

@@ -7,15 +7,20 @@ labels belong to the caller. Everything is one ``argsort`` plus cumulative sums
 
 Definitions
 -----------
-* **Confidence** (:func:`row_confidence`): binary scores ``p`` (probability of the
-  positive class, shape ``(n,)``) give ``max(p, 1 - p)``; multiclass scores
-  (``(n, K)``) give the top probability. For binary batches thresholded at a value
-  other than 0.5 this is still the confidence of the 0.5 decision, while
-  correctness is that of the batch's own ``y_pred``, used as given.
+* **Confidence** (:func:`row_confidence`) is the probability the model gives to the
+  class it predicted. The report takes the batch's own ``y_pred``: binary scores
+  ``p`` (probability of the positive class, shape ``(n,)``) give ``p`` for a row
+  predicted positive and ``1 - p`` otherwise, multiclass scores (``(n, K)``) give
+  ``p[row, y_pred]``. When the predictions are the most probable class (binary: the
+  0.5 threshold) this is ``max(p, 1 - p)`` / the top probability; for a batch
+  thresholded elsewhere, or predictions that are not the argmax, it is lower (below
+  ``1/K`` possible), and correctness is that of the same ``y_pred``.
+  ``rows_not_most_probable`` counts those rows.
 * **Confidence bins**: ``bins`` equal-width bins over ``[1/K, 1]`` (``[0.5, 1]``
-  for binary), the range confidence can take -- bins over ``[0, 1]`` would leave
-  the lower half empty for every binary model. Bin ``i`` is ``[low, high)``, the
-  last one ``[low, 1]``; a confidence marginally below ``1/K`` (rows summing to
+  for binary), the range confidence takes when every prediction is the most probable
+  class -- bins over ``[0, 1]`` would leave the lower half empty for every binary
+  model; over ``[0, 1]`` when some prediction is not. Bin ``i`` is ``[low, high)``,
+  the last one ``[low, 1]``; a confidence marginally below ``1/K`` (rows summing to
   slightly less than 1) falls in the first bin. Empty bins report ``None``.
 * **Risk-coverage curve** (selective prediction): keep the rows whose confidence
   is ``>= t``. For every distinct confidence ``t`` (ties are kept or dropped
@@ -112,29 +117,46 @@ def _check_fraction(value: float, name: str, *, low_open: bool) -> float:
 # --------------------------------------------------------------------------- confidence
 
 
-def row_confidence(scores: np.ndarray) -> np.ndarray:
-    """Per-row confidence of a prediction.
+def row_confidence(scores: np.ndarray, y_pred: np.ndarray | None = None, *, positive: int = 1) -> np.ndarray:
+    """Per-row confidence of a prediction: the probability of the predicted class.
 
     Parameters
     ----------
     scores : ndarray of shape (n,) or (n, K)
         Binary: the probability of the positive class. Multiclass: one probability
         per class.
+    y_pred : ndarray of int, shape (n,), optional
+        The predicted class codes. None: the most probable class is taken as the prediction.
+    positive : int, default 1
+        Binary: the code (0 or 1) of the class whose probability ``scores`` is.
 
     Returns
     -------
     ndarray of shape (n,), float64
-        ``max(p, 1 - p)`` for binary scores, the row maximum for multiclass scores.
+        Binary: ``p`` where the predicted code is ``positive``, else ``1 - p``
+        (``max(p, 1 - p)`` without ``y_pred``). Multiclass: ``p[row, y_pred]`` (the row
+        maximum without ``y_pred``).
 
     Examples
     --------
     >>> import numpy as np
     >>> row_confidence(np.array([0.1, 0.5, 0.8])).tolist()
     [0.9, 0.5, 0.8]
-    >>> row_confidence(np.array([[0.2, 0.7, 0.1], [0.4, 0.3, 0.3]])).tolist()
-    [0.7, 0.4]
+    >>> row_confidence(np.array([0.1, 0.4, 0.8]), np.array([0, 1, 1])).tolist()
+    [0.9, 0.4, 0.8]
+    >>> row_confidence(np.array([[0.2, 0.7, 0.1], [0.4, 0.3, 0.3]]), np.array([1, 2])).tolist()
+    [0.7, 0.3]
     """
-    return _confidence(_check_probabilities(scores))
+    s = _check_probabilities(scores)
+    if y_pred is None:
+        return _confidence(s)
+    if s.ndim == 1 and positive not in (0, 1):
+        raise ValueError(f"positive must be the code 0 or 1 of the binary positive class, got {positive!r}.")
+    k = 2 if s.ndim == 1 else s.shape[1]
+    _, yp, _ = check_classification_inputs(
+        y_pred, y_pred, n_classes=k, positive=positive if s.ndim == 1 else None, scores=s
+    )
+    return _predicted_confidence(s, yp, positive=positive)
 
 
 def _confidence(s: np.ndarray) -> np.ndarray:
@@ -149,6 +171,14 @@ def _confidence(s: np.ndarray) -> np.ndarray:
     for j in range(1, s.shape[1]):
         np.maximum(top, s[:, j], out=top)
     return top
+
+
+def _predicted_confidence(s: np.ndarray, y_pred: np.ndarray, *, positive: int) -> np.ndarray:
+    """The probability of the predicted class (validated codes)."""
+    if s.ndim == 1:
+        return np.where(y_pred == positive, s, 1.0 - s)
+    out: np.ndarray = s[np.arange(s.shape[0]), y_pred]
+    return out
 
 
 def _min_confidence(scores: np.ndarray) -> float:
@@ -330,19 +360,21 @@ def confidence_report(
     target_accuracy: float | None = None,
     level: float = 0.9,
     max_curve_points: int = 200,
+    positive: int = 1,
 ) -> ConfidenceResult:
     """Confidence diagnostics of a labeled classification batch.
 
     Parameters
     ----------
     y_true, y_pred : ndarray of shape (n,)
-        Integer class codes of the labeled rows; a row is correct when they agree.
+        Integer class codes of the labeled rows; a row is correct when they agree,
+        and its confidence is the probability of ``y_pred``.
     scores : ndarray of shape (n,) or (n, K)
-        Binary: positive-class probability (codes 0/1; which code is positive does
-        not matter, confidence is symmetric). Multiclass: one probability per class
-        (codes ``0 .. K-1``).
+        Binary: the probability of code ``positive`` (codes 0/1). Multiclass: one
+        probability per class (codes ``0 .. K-1``).
     bins : int, default=10
-        Equal-width confidence bins over ``[1/K, 1]`` (``[0.5, 1]`` for binary).
+        Equal-width confidence bins over ``[1/K, 1]`` (``[0.5, 1]`` for binary), or
+        over ``[0, 1]`` when some prediction is not the most probable class.
     target_accuracy : float in (0, 1], optional
         Report the lowest confidence threshold whose kept rows reach it.
     level : float in [0, 1], default=0.9
@@ -350,6 +382,9 @@ def confidence_report(
     max_curve_points : int, default=200
         The returned risk-coverage curve is thinned to at most this many points
         (endpoints kept); AURC uses the full curve.
+    positive : int, default 1
+        Binary: the code whose probability ``scores`` is (ingest orders binary classes
+        ``[negative, positive]``, so 1).
 
     Returns
     -------
@@ -358,7 +393,8 @@ def confidence_report(
 
     Notes
     -----
-    With ``c`` the row confidence, ``w`` the row being wrong and ``kept(t) = #{c >= t}``::
+    With ``c`` the row confidence (the probability of the predicted class), ``w`` the
+    row being wrong and ``kept(t) = #{c >= t}``::
 
         risk(t) = #{w, c >= t} / kept(t)          coverage(t) = kept(t) / n
         AURC    = (1/n) sum_rows risk(c_row)
@@ -378,8 +414,10 @@ def confidence_report(
     """
     s = _check_score_shape(scores)  # the range is checked with the codes below
     binary = s.ndim == 1
+    if binary and positive not in (0, 1):
+        raise ValueError(f"positive must be the code 0 or 1 of the binary positive class, got {positive!r}.")
     yt, yp, _ = check_classification_inputs(
-        y_true, y_pred, n_classes=2 if binary else s.shape[1], positive=1 if binary else None, scores=s
+        y_true, y_pred, n_classes=2 if binary else s.shape[1], positive=positive if binary else None, scores=s
     )
     level = _check_fraction(level, "level", low_open=False)
     _check_count(bins, "bins", minimum=1)
@@ -387,20 +425,23 @@ def confidence_report(
     if target_accuracy is not None:
         _check_fraction(target_accuracy, "target_accuracy", low_open=True)
 
-    conf = _confidence(s)
+    conf = _predicted_confidence(s, yp, positive=positive)
+    # predictions that are not the most probable class (ties with the top are not counted)
+    not_top = int(np.count_nonzero(conf < _confidence(s)))
     correct = yt == yp
     n = conf.size
     rows = _RankedRows.rank(conf, correct)
     curve = RiskCoverageCurve._from_ranked(rows)
     high = conf >= level
     return ConfidenceResult(
-        bins=_bins(rows, bins=bins, low=_min_confidence(s)),
+        bins=_bins(rows, bins=bins, low=0.0 if not_top else _min_confidence(s)),
         risk_coverage=curve.points(max_curve_points),
         aurc=curve.aurc(),
         threshold=None if target_accuracy is None else threshold_for_accuracy(curve, target_accuracy),
         level=level,
         overconfidence_rate=float(np.count_nonzero(high & ~correct) / n) if n else None,
         underconfidence_rate=float(np.count_nonzero(~high & correct) / n) if n else None,
+        rows_not_most_probable=not_top,
     )
 
 

@@ -29,6 +29,22 @@ with one class, R^2 with constant ``y_true``...) is ``None`` with a reason in
 ``report.undefined``. Averaged metrics keep scikit-learn's value under
 ``zero_division=0`` and say in ``report.notes`` which classes were counted as 0.
 MCC follows scikit-learn: 0.0 when its denominator is 0 (with a note).
+
+Which classes are averaged (``labels``)
+---------------------------------------
+``labels="present"`` (the default, scikit-learn's ``labels=None``): a declared
+class that never occurs is left out of the macro averages. For the label metrics
+a class occurs when it is in ``y_true`` or ``y_pred`` (scikit-learn's
+``unique_labels(y_true, y_pred)``); for the one-vs-rest ROC AUC and average
+precision, which do not use the predictions, when it has labeled rows (scikit-learn
+takes their classes from ``y_true``). Rows of weight 0 do not make a class occur
+(so integer weights still equal repeated rows). ``labels="declared"``
+(scikit-learn's ``labels=range(K)``) averages over every declared class: one that
+never occurs counts as 0 in the macro averages (``zero_division=0``) and makes the
+macro ROC AUC undefined. Weighted and micro averages, balanced accuracy and MCC do
+not depend on the choice (a class without rows has weight 0 / no counts).
+``report.notes`` names the classes left out. Bootstrap replicates apply the same
+rule to each resample.
 """
 
 from __future__ import annotations
@@ -45,6 +61,7 @@ from service.workers.sorting import sort_floats
 
 Task = Literal["binary", "multiclass", "regression"]
 Source = Literal["confusion", "scores", "values"]
+Labels = Literal["present", "declared"]
 
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
 _CLASSIFICATION = frozenset({"binary", "multiclass"})
@@ -221,6 +238,13 @@ _DEFAULTS: dict[str, tuple[str, ...]] = {
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}.")
+
+
+def check_labels(labels: str) -> Labels:
+    """Validate the ``labels`` option: ``"present"`` or ``"declared"`` (see the module docstring)."""
+    if labels not in ("present", "declared"):
+        raise ValueError(f"labels must be 'present' or 'declared', got {labels!r}.")
+    return labels  # type: ignore[return-value]
 
 
 def default_metrics(task: str, *, has_scores: bool) -> list[str]:
@@ -447,17 +471,24 @@ class _ClassRates:
         )
 
 
-def _averaged(per_class: np.ndarray, rates: _ClassRates, average: str) -> np.ndarray:
-    """sklearn's macro/weighted average with zero_division=0 (NaN classes count as 0)."""
+def _averaged(per_class: np.ndarray, rates: _ClassRates, average: str, labels: Labels) -> np.ndarray:
+    """sklearn's macro/weighted average with zero_division=0 (NaN classes count as 0).
+
+    ``labels="present"``: the macro average is over the classes with rows in y_true or
+    y_pred of each matrix (sklearn's default ``unique_labels``); ``"declared"``: over all.
+    """
     zeroed = np.nan_to_num(per_class, nan=0.0)
     if average == "macro":
-        return zeroed.mean(axis=-1)
+        if labels == "declared":
+            return zeroed.mean(axis=-1)
+        occurs = (rates.true_sum + rates.pred_sum) > 0
+        return _safe_div(np.where(occurs, zeroed, 0.0).sum(axis=-1), occurs.sum(axis=-1))
     # weighted by true support: classes without labeled rows have weight 0
     return _safe_div((zeroed * rates.true_sum).sum(axis=-1), rates.true_sum.sum(axis=-1))
 
 
 def confusion_metric_values(
-    cm: np.ndarray, names: Iterable[str], *, positive: int | None
+    cm: np.ndarray, names: Iterable[str], *, positive: int | None, labels: Labels = "present"
 ) -> dict[str, np.ndarray]:
     """Label metrics of one confusion matrix or a stack of them.
 
@@ -470,6 +501,9 @@ def confusion_metric_values(
         Registry names whose ``source`` is ``"confusion"``.
     positive : int or None
         Code of the positive class (binary ``precision``, ``recall``, ``f1``).
+    labels : {"present", "declared"}, default "present"
+        Classes of the macro averages: those with rows in y_true or y_pred of each
+        matrix (sklearn's default), or every declared class (sklearn ``labels=range(K)``).
 
     Returns
     -------
@@ -483,6 +517,7 @@ def confusion_metric_values(
 
         MCC = (c s - t.p) / sqrt((s^2 - p.p) (s^2 - t.t)),  0 if the denominator is 0
     """
+    labels = check_labels(labels)
     r = _ClassRates.of(cm)
     out: dict[str, np.ndarray] = {}
     for name in names:
@@ -509,7 +544,7 @@ def confusion_metric_values(
                 continue
             per_class = r.score(base)
             if average in ("macro", "weighted"):
-                out[name] = _averaged(per_class, r, average)
+                out[name] = _averaged(per_class, r, average, labels)
             elif average == "":
                 if positive is None:
                     raise ValueError(f"{name!r} needs the positive class code (binary tasks only).")
@@ -662,6 +697,26 @@ def _steps(cumulative: np.ndarray) -> np.ndarray:
     return out
 
 
+def _macro_ranking_value(per_class: np.ndarray, name: str, *, labels: Labels) -> float:
+    """Macro mean of one-vs-rest ROC AUCs / APs (NaN: the class has no positives or no negatives).
+
+    With two or more classes present every present class has negatives, so a NaN marks
+    a class without labeled rows (or a single present class, when all are NaN).
+    ``present``: the mean over the defined classes, undefined below two. ``declared``
+    (sklearn ``labels=range(K)``): ROC AUC is NaN as soon as a class is absent; AP counts
+    an absent class as 0 and needs two present classes.
+    """
+    defined = ~np.isnan(per_class)
+    count = int(np.count_nonzero(defined))
+    if count < 2:
+        return np.nan
+    if labels == "present":
+        return float(per_class[defined].mean())
+    if name == "roc_auc":
+        return float(per_class.mean())
+    return float(np.nan_to_num(per_class, nan=0.0).mean())
+
+
 def _weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> float:
     if weights is None:
         return float(np.mean(values)) if values.size else np.nan
@@ -690,6 +745,10 @@ class ScoreStatistics:
     presorted : tuple of ndarray, optional
         Binary only: :func:`~service.workers.sorting.sort_floats` of ``scores``, when the
         caller sorted them already (say, in another thread while it read other data).
+    labels : {"present", "declared"}, default "present"
+        Multiclass ROC AUC / average precision: the macro mean over the classes with
+        labeled rows (of positive weight) under each weighting, or over every declared
+        class (an absent class makes ROC AUC undefined and counts as AP 0).
 
     Attributes
     ----------
@@ -708,8 +767,10 @@ class ScoreStatistics:
         positive: int | None,
         names: Iterable[str],
         presorted: tuple[np.ndarray, np.ndarray] | None = None,
+        labels: Labels = "present",
     ) -> None:
         self.names = [n for n in names if METRICS[n].source == "scores"]
+        self.labels = check_labels(labels)
         want = set(self.names)
         self._binary = positive is not None
         self.curves: list[_Curve] = []
@@ -777,16 +838,9 @@ class ScoreStatistics:
                 out.update(self.curves[0].roc_auc_and_ap(weights, ranked))
             else:
                 per_class = [c.roc_auc_and_ap(weights, ranked) for c in self.curves]
-                if "roc_auc" in ranked:
-                    # sklearn macro over one-vs-rest: NaN as soon as one class is absent
-                    out["roc_auc"] = float(np.mean([c["roc_auc"] for c in per_class]))
-                if "average_precision" in ranked:
-                    # sklearn counts a class without positives as AP 0; with fewer than
-                    # two classes present the average says nothing about the ranking
-                    aps = [c["average_precision"] for c in per_class]
-                    present = int(np.count_nonzero(~np.isnan(aps)))
-                    out["average_precision"] = (
-                        float(np.mean(np.nan_to_num(aps, nan=0.0))) if present >= 2 else np.nan
+                for name in ranked:
+                    out[name] = _macro_ranking_value(
+                        np.array([c[name] for c in per_class]), name, labels=self.labels
                     )
         # unweighted means do not depend on the row order: no gather needed
         for name in ("log_loss", "brier_score"):
@@ -929,6 +983,7 @@ def classification_metrics(
     scores: np.ndarray | None,
     metrics: Sequence[str] | None = None,
     sample_weight: np.ndarray | None = None,
+    labels: Labels = "present",
 ) -> MetricsReport:
     """Classification metrics equal to scikit-learn's, plus per-class metrics and the confusion matrix.
 
@@ -939,7 +994,7 @@ def classification_metrics(
         rows removed).
     n_classes : int
         Number of declared classes; every class appears in ``per_class`` and the
-        confusion matrix and counts in macro averages (sklearn ``labels=range(K)``).
+        confusion matrix.
     class_names : sequence of str
         Display names, one per code.
     positive : int or None
@@ -953,6 +1008,11 @@ def classification_metrics(
     sample_weight : ndarray of shape (n,), optional
         Non-negative row weights, used by every metric (integer weights equal
         repeating rows). ``support`` and the confusion matrix stay row counts.
+    labels : {"present", "declared"}, default "present"
+        Classes of the macro averages (and of the multiclass ROC AUC / average
+        precision): those that occur (scikit-learn's default, ``labels=None``) or every
+        declared class (``labels=range(n_classes)``); see the module docstring.
+        ``notes`` names the classes left out.
 
     Returns
     -------
@@ -976,6 +1036,7 @@ def classification_metrics(
     y_true, y_pred, scores = check_classification_inputs(
         y_true, y_pred, n_classes=n_classes, positive=positive, scores=scores
     )
+    labels = check_labels(labels)
     names_list = [str(c) for c in class_names]
     if len(names_list) != n_classes or len(set(names_list)) != n_classes:
         raise ValueError(f"class_names must hold {n_classes} distinct names, got {names_list!r}.")
@@ -991,11 +1052,12 @@ def classification_metrics(
     n_clipped = 0
     if float(cm.sum()) > 0:
         conf_names = [m for m in names if METRICS[m].source == "confusion"]
-        values.update(
-            {k: float(v) for k, v in confusion_metric_values(cm, conf_names, positive=positive).items()}
-        )
+        conf_values = confusion_metric_values(cm, conf_names, positive=positive, labels=labels)
+        values.update({k: float(v) for k, v in conf_values.items()})
         if scores is not None and any(METRICS[m].source == "scores" for m in names):
-            stats = ScoreStatistics(y_true, scores, n_classes=n_classes, positive=positive, names=names)
+            stats = ScoreStatistics(
+                y_true, scores, n_classes=n_classes, positive=positive, names=names, labels=labels
+            )
             sw = None if w is None else (w if stats.row_order is None else w[stats.row_order])
             values.update(stats.values(sw))
             n_clipped = stats.n_clipped
@@ -1008,6 +1070,7 @@ def classification_metrics(
         values=values,
         n_clipped=n_clipped,
         no_rows_reason="no labeled rows to evaluate" if n == 0 else "every row has sample weight 0",
+        labels=labels,
     )
 
 
@@ -1021,6 +1084,7 @@ def classification_report(
     n_clipped: int = 0,
     cm: np.ndarray | None = None,
     no_rows_reason: str = "no labeled rows to evaluate",
+    labels: Labels = "present",
 ) -> MetricsReport:
     """The :class:`MetricsReport` of already computed metric values (what
     :func:`classification_metrics` returns), with reasons, notes, per-class metrics
@@ -1042,7 +1106,10 @@ def classification_report(
         Weighted confusion matrix the values came from (default ``counts``).
     no_rows_reason : str
         Why nothing is defined when the (weighted) matrix is empty.
+    labels : {"present", "declared"}, default "present"
+        The ``labels`` the values were computed with (for the notes).
     """
+    labels = check_labels(labels)
     names_list = [str(c) for c in class_names]
     rates = _ClassRates.of(counts if cm is None else cm)
     undefined: dict[str, str] = {}
@@ -1054,7 +1121,7 @@ def classification_report(
     else:
         wanted = set(names)
         values = {m: v for m, v in values.items() if m in wanted}
-        _explain(values, rates, names_list, positive, n_clipped, undefined, notes)
+        _explain(values, rates, names_list, positive, n_clipped, undefined, notes, labels=labels)
 
     per_class, per_class_undefined = _per_class(rates, counts, names_list)
     undefined.update(per_class_undefined)
@@ -1105,39 +1172,51 @@ def _explain(
     n_clipped: int,
     undefined: dict[str, str],
     notes: dict[str, str],
+    *,
+    labels: Labels = "present",
 ) -> None:
     """Fill the reasons for undefined values and the notes on conventions."""
     absent = [class_names[k] for k in np.flatnonzero(rates.true_sum <= 0)]
     present = [class_names[k] for k in np.flatnonzero(rates.true_sum > 0)]
+    occurs = (rates.true_sum + rates.pred_sum) > 0
+    # classes neither labeled nor predicted: left out of the macro averages with "present"
+    unused = [class_names[k] for k in np.flatnonzero(~occurs)]
     pos = class_names[positive] if positive is not None else None
     for name, value in values.items():
         base, _, average = name.partition("_")
         if np.isnan(value):
             undefined[name] = _reason(name, pos, absent, present)
         elif base in ("precision", "recall", "f1") and average in ("macro", "weighted"):
+            counted = occurs if average == "macro" and labels == "present" else np.ones(occurs.size, bool)
             if base == "precision":
                 zero = [
                     class_names[k]
-                    for k in np.flatnonzero(rates.pred_sum <= 0)
+                    for k in np.flatnonzero((rates.pred_sum <= 0) & counted)
                     if average == "macro" or rates.true_sum[k] > 0
                 ]
                 why = _plural(zero, "is never predicted", "are never predicted")
             elif base == "recall":
-                zero = absent if average == "macro" else []
+                zero = [class_names[k] for k in np.flatnonzero((rates.true_sum <= 0) & counted)]
+                zero = zero if average == "macro" else []
                 why = _plural(zero, "has no labeled rows", "have no labeled rows")
             else:
                 zero = [
                     class_names[k]
-                    for k in np.flatnonzero(rates.true_sum + rates.pred_sum <= 0)
+                    for k in np.flatnonzero((rates.true_sum + rates.pred_sum <= 0) & counted)
                     if average == "macro"
                 ]
                 why = _plural(zero, "is neither labeled nor predicted", "are neither labeled nor predicted")
+            parts = []
             if zero:
-                notes[name] = (
+                parts.append(
                     f"{_plural(zero, 'class', 'classes')} {_quoted(zero)} {why}: "
                     f"{base} is 0/0 there and counts as 0 in the {average} average "
                     "(scikit-learn zero_division=0)."
                 )
+            if average == "macro" and labels == "present" and unused:
+                parts.append(_left_out(unused, "neither labeled nor predicted", "macro average"))
+            if parts:
+                notes[name] = " ".join(parts)
         elif name == "balanced_accuracy" and absent:
             notes[name] = (
                 f"{_plural(absent, 'class', 'classes')} {_quoted(absent)} "
@@ -1155,18 +1234,30 @@ def _explain(
                 f"{one} holds a single class, so MCC's denominator is 0; reported as 0.0 "
                 "like scikit-learn (no better than chance)."
             )
-        elif name == "average_precision" and positive is None and absent:
-            notes[name] = (
-                f"{_plural(absent, 'class', 'classes')} {_quoted(absent)} "
-                f"{_plural(absent, 'has', 'have')} no labeled rows: one-vs-rest average "
-                "precision counts as 0 for it in the macro average (as scikit-learn)."
-            )
+        elif name in ("roc_auc", "average_precision") and positive is None and absent:
+            if labels == "present":
+                notes[name] = _left_out(absent, "without labeled rows", "one-vs-rest macro average")
+            elif name == "average_precision":
+                notes[name] = (
+                    f"{_plural(absent, 'class', 'classes')} {_quoted(absent)} "
+                    f"{_plural(absent, 'has', 'have')} no labeled rows: one-vs-rest average "
+                    "precision counts as 0 for it in the macro average (labels='declared', "
+                    "as scikit-learn with labels=range(K))."
+                )
         elif name == "log_loss" and n_clipped:
             k = n_clipped
             notes[name] = (
                 f"{k} row{'s' if k != 1 else ''} give probability 0 to the true class; "
                 "clipped to machine epsilon as scikit-learn, each adds about 36 to the summed loss."
             )
+
+
+def _left_out(classes: list[str], why: str, where: str) -> str:
+    return (
+        f"{_plural(classes, 'class', 'classes')} {_quoted(classes)} "
+        f"({why}) {_plural(classes, 'is', 'are')} left out of the {where} "
+        "(labels='present', scikit-learn's default); labels='declared' averages over every declared class."
+    )
 
 
 def _reason(name: str, pos: str | None, absent: list[str], present: list[str]) -> str:
@@ -1197,8 +1288,9 @@ def _reason(name: str, pos: str | None, absent: list[str], present: list[str]) -
         return (
             f"{_plural(absent, 'class', 'classes')} {_quoted(absent)} "
             f"{_plural(absent, 'has', 'have')} no labeled rows, so the one-vs-rest {what} "
-            "is undefined there and so is the macro average (scikit-learn returns nan); "
-            "it needs labeled rows of every class."
+            "is undefined there and so is the macro average over every declared class "
+            "(labels='declared'; scikit-learn returns nan); it needs labeled rows of every class, "
+            "or labels='present', which leaves such classes out."
         )
     return f"{name} is undefined on this data."
 

@@ -29,12 +29,21 @@ score`` and ``tol`` the score tolerance:
 ==========  ================================  ==============================
 expect      with scores (or regression)       classification without scores
 ==========  ================================  ==============================
-same        label changed or ``|d| > tol``    label changed
+same        ``|d| > tol``                     label changed
 increase    ``d < -tol``                      positive -> not positive
 decrease    ``d > tol``                       not positive -> positive
 ==========  ================================  ==============================
 
 * Scores are used only when *both* sides carry them; otherwise labels decide.
+* With scores, a change of the predicted class is not a violation by itself: a
+  score within ``tol`` of its original value that crosses the decision threshold
+  (a score hovering at 0.5) moved by no more than the tolerance allows. Binary:
+  ``d`` is the change of the positive-class probability. Multiclass ``same``: the
+  score is the predicted class's probability, which is not comparable across a
+  change of class, so a row whose label changed is a violation unless both sides
+  carry probability vectors and no class probability moved by more than ``tol``.
+  ``details["label_changes_within_tolerance"]`` counts the tested rows whose label
+  changed without a violation.
 * Regression compares the predicted values (the "score" of a regression model).
 * ``increase``/``decrease`` need a direction: binary (probability of the positive
   class) or regression. Multiclass has none and raises ``ValueError``.
@@ -724,6 +733,16 @@ def _beyond(d: np.ndarray, tolerance: float, a: np.ndarray, b: np.ndarray) -> np
     return np.asarray(np.abs(d) > tolerance + slack, dtype=bool)
 
 
+def _probabilities_moved(original: Answers, changed: Answers, tolerance: float) -> np.ndarray:
+    """Per row: did any class probability move by more than ``tolerance``? All True without
+    probability vectors on both sides (a change of class cannot be judged then)."""
+    p, q = original.probabilities, changed.probabilities
+    n = len(original)
+    if p is None or q is None or p.shape != q.shape:
+        return np.ones(n, dtype=bool)
+    return np.asarray(_beyond(q - p, tolerance, p, q).any(axis=1), dtype=bool)
+
+
 def _check_tolerance(tolerance: float) -> float:
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise ValueError(f"tolerance must be a finite non-negative number, got {tolerance!r}.")
@@ -962,7 +981,9 @@ def expectation_result(
         no row is tested); ``mean_score_change`` = mean signed change of the
         score (regression value) over tested rows, None without scores.
         ``details``: ``basis`` ("scores", "values" or "labels"), ``tolerance``,
-        ``label_changes`` (classification) and ``untested_rows``.
+        ``label_changes`` (classification), ``label_changes_within_tolerance``
+        (classification with scores: tested rows whose label changed, not counted as
+        violations) and ``untested_rows``.
 
     Raises
     ------
@@ -973,10 +994,12 @@ def expectation_result(
     Notes
     -----
     See the module docstring for the violation table. With ``d = s_changed -
-    s_original``: ``same`` violates on a label change or ``|d| > tolerance``;
-    ``increase`` on ``d < -tolerance``; ``decrease`` on ``d > tolerance``.
-    Binary without scores on both sides: ``increase`` violates when the label
-    leaves the positive class, ``decrease`` when it becomes positive.
+    s_original``: ``same`` violates on ``|d| > tolerance`` (a label that flips while
+    the score stays within the tolerance is not a violation; multiclass: only when
+    every class probability stays within it); ``increase`` on ``d < -tolerance``;
+    ``decrease`` on ``d > tolerance``. Without scores on both sides: ``same``
+    violates on a label change; binary ``increase`` when the label leaves the
+    positive class, ``decrease`` when it becomes positive.
 
     Examples
     --------
@@ -1019,7 +1042,10 @@ def expectation_result(
         d = b - a
         beyond = _beyond(d, tolerance, a, b)
         if expect == "same":
-            violated = beyond | label_changed
+            violated = beyond
+            if task == "multiclass":
+                # the predicted class's probability is not comparable across a change of class
+                violated = np.where(label_changed, _probabilities_moved(original, changed, tolerance), beyond)
         elif expect == "increase":
             violated = beyond & (d < 0)
         else:
@@ -1039,6 +1065,8 @@ def expectation_result(
 
     rows = int(tested.sum())
     violations = int((violated & tested).sum())
+    if details["basis"] == "scores":
+        details["label_changes_within_tolerance"] = int((label_changed & ~violated & tested).sum())
     if rows < n:
         details["untested_rows"] = n - rows
     picked = np.flatnonzero(violated & tested)[: max(examples, 0)].tolist()

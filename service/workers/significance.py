@@ -17,22 +17,34 @@ metric costs ~28 ms, so 1000 of them cost ~30 s per comparison):
   resampling the same rows for both sides, in milliseconds on any n. Unpaired
   resamples are independent draws of each side
   (:func:`~service.workers.bootstrap.classification_replicates`).
-* **Delta method** (infinitesimal jackknife) for the smooth metrics of scores and
-  values: ROC AUC (this is DeLong's variance), average precision, log loss, Brier
-  score, MAE, RMSE, MAPE, R^2. Each metric is a smooth function of row weights;
-  its gradient ``g_k = d metric / d w_k`` at ``w = 1`` (:func:`score_influence`,
-  :func:`regression_influence`) linearises the bootstrap::
+* **Delta method** for the smooth metrics of scores and values: ROC AUC (this is
+  DeLong's variance), average precision, log loss, Brier score, MAE, RMSE, MAPE,
+  R^2. Each metric is a smooth function of row weights; its gradient
+  ``g_k = d metric / d w_k`` at ``w = 1`` linearises the bootstrap::
 
-      metric(w) - metric(1) ~ sum_k g_k (w_k - 1),   Var ~ sum_k (g_k - mean g)^2
+      metric(w) - metric(1) ~ sum_k g_k (w_k - 1)
 
-  so the paired difference has standard error ``sqrt(sum (g_model - g_base)^2)``
-  (centred), the unpaired one ``sqrt(se_model^2 + se_base^2)``, and the interval is
+  ``n g_k`` is the empirical influence function, and the variance uses its sample
+  variance with the unbiased ``n - 1`` denominator: ``Var = n / (n - 1) sum_k g_k^2``
+  (the gradients sum to 0: every metric here is invariant to scaling all weights).
+  ROC AUC is a two-sample U-statistic, so its variance is DeLong, DeLong &
+  Clarke-Pearson (1988)'s ``S10 / m + S01 / n`` whose structural-component variances
+  use ``m - 1`` (positives) and ``n - 1`` (negatives). :func:`score_influence`,
+  :func:`regression_influence` and the constant-score shortcuts return the
+  *influence terms* ``h_k`` -- the gradients scaled by these finite-sample factors,
+  ``sqrt(n / (n - 1))``, for AUC ``sqrt(m / (m - 1))`` on positives and
+  ``sqrt(n / (n - 1))`` on negatives (``ddof=0`` gives the bare gradients) -- so
+  that every standard error is ``sqrt(sum_k (h_k - mean h)^2)`` (:func:`influence_se`):
+  the paired difference ``sqrt(sum (h_model - h_base)^2)`` (both sides have the
+  same rows, hence the same factors: DeLong's covariance of two correlated AUCs),
+  the unpaired one ``sqrt(se_model^2 + se_base^2)``, and the interval is
   ``diff +- z se`` in O(n) after one sort per side (none for constant probabilities,
   :func:`constant_score_influence`). For a mean of per-row losses this is the plain
-  CLT interval of a (paired) difference of means; for ROC AUC it is DeLong's.
-  Average precision has no textbook paired test; its gradient is derived in
-  :func:`_ranking_gradients` and checked against finite differences and the paired
-  bootstrap in the tests.
+  CLT interval of a (paired) difference of means with the sample standard deviation
+  (``ddof=1``); for ROC AUC it is DeLong's. A multiclass macro AUC averages the
+  per-class influence terms, each with its own class's factors. Average precision
+  has no textbook paired test; its gradient is derived in :func:`_ranking_gradients`
+  and checked against finite differences and the paired bootstrap in the tests.
 
 The count tests are exact at any n; the bootstrap and delta-method intervals are
 asymptotic, so with a few dozen rows their verdicts are optimistic (a bootstrap of
@@ -59,6 +71,7 @@ from service.workers.bootstrap import (
 )
 from service.workers.metrics import (
     METRICS,
+    Labels,
     RegressionStatistics,
     ScoreStatistics,
     confusion_metric_values,
@@ -240,9 +253,11 @@ def normal_difference(difference: float, se: float, *, confidence: float) -> Dif
 
 
 def influence_se(*gradients: np.ndarray) -> float:
-    """Delta-method standard error ``sqrt(sum_k (g_k - mean g)^2)`` of one metric (or a paired difference).
+    """Delta-method standard error ``sqrt(sum_k (h_k - mean h)^2)`` of one metric (or a paired difference).
 
-    Pass one gradient for one side, or ``g_model - g_baseline`` for a paired difference;
+    Pass the influence terms of one side (:func:`score_influence`,
+    :func:`regression_influence`: gradients already scaled to the unbiased ``n - 1``
+    / DeLong denominators), or ``h_model - h_baseline`` for a paired difference;
     independent sides add their variances: ``sqrt(se_a^2 + se_b^2)``.
     """
     var = 0.0
@@ -298,6 +313,7 @@ def paired_confusion_replicates(
     samples: int = 1000,
     seed: int = 0,
     joint: np.ndarray | None = None,
+    labels: Labels = "present",
 ) -> dict[str, np.ndarray]:
     """Paired bootstrap replicates of ``metric(a) - metric(b)`` for label metrics.
 
@@ -309,6 +325,9 @@ def paired_confusion_replicates(
         Registry names with ``source == "confusion"``.
     joint : ndarray, optional
         :func:`paired_joint_counts` of the same arrays, when already computed.
+    labels : {"present", "declared"}, default "present"
+        Classes of the macro averages, as
+        :func:`~service.workers.metrics.confusion_metric_values` (each side's resample).
 
     Returns
     -------
@@ -339,8 +358,8 @@ def paired_confusion_replicates(
     for start in range(0, samples, block):
         size = min(block, samples - start)
         draws = rng.multinomial(n, pvals, size=size)
-        va = confusion_metric_values(_marginal(draws, to_a, k), metrics, positive=positive)
-        vb = confusion_metric_values(_marginal(draws, to_b, k), metrics, positive=positive)
+        va = confusion_metric_values(_marginal(draws, to_a, k), metrics, positive=positive, labels=labels)
+        vb = confusion_metric_values(_marginal(draws, to_b, k), metrics, positive=positive, labels=labels)
         for m in metrics:
             out[m][start : start + size] = va[m] - vb[m]
     return out
@@ -384,11 +403,13 @@ def unpaired_classification_replicates(
     metrics: Sequence[str],
     samples: int = 1000,
     seed: int = 0,
+    labels: Labels = "present",
 ) -> dict[str, np.ndarray]:
     """Replicates of ``metric(a) - metric(b)`` from independent resamples of each side's rows.
 
     ``a`` and ``b`` are ``(y_true, y_pred)`` of each side, or ``(y_true, y_pred, scores)``
-    when score metrics are asked for too.
+    when score metrics are asked for too; ``labels`` as
+    :func:`~service.workers.bootstrap.classification_replicates`.
     """
     seed_a, seed_b = _spawned_seeds(seed, 2)
     ra, rb = (
@@ -401,6 +422,7 @@ def unpaired_classification_replicates(
             metrics=metrics,
             samples=samples,
             seed=side_seed,
+            labels=labels,
         )
         for side, side_seed in ((a, seed_a), (b, seed_b))
     )
@@ -474,14 +496,30 @@ def unpaired_regression_replicates(
 # --------------------------------------------------------------------------- delta method
 
 
+def _finite_factor(count: float, ddof: int) -> float:
+    """``sqrt(count / (count - ddof))``: scales gradients so that their sum of squares is the
+    variance with the ``count - 1`` denominator; 1 below two rows (the centred sum is 0 there)."""
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 or 1, got {ddof!r}.")
+    return math.sqrt(count / (count - ddof)) if count > ddof else 1.0
+
+
 def _ranking_gradients(
-    is_pos: np.ndarray, ends: np.ndarray | None, want: set[str], tp: np.ndarray | None = None
+    is_pos: np.ndarray,
+    ends: np.ndarray | None,
+    want: set[str],
+    tp: np.ndarray | None = None,
+    *,
+    ddof: int = 1,
 ) -> dict[str, np.ndarray] | None:
-    """Gradients of ROC AUC and/or average precision w.r.t. row weights, rows by decreasing score.
+    """Influence terms of ROC AUC and/or average precision w.r.t. row weights, rows by decreasing score.
 
     ``is_pos`` and ``ends`` as :class:`~service.workers.metrics.ScoreStatistics`'
     rankings (``ends``: last position of each run of tied scores, None when all
-    distinct). None when a class is missing (both metrics undefined).
+    distinct). None when a class is missing (both metrics undefined). With
+    ``ddof=0`` the gradients below; with ``ddof=1`` (default) AUC's are scaled by
+    ``sqrt(P / (P - 1))`` on positives and ``sqrt(N / (N - 1))`` on negatives
+    (DeLong's ``m - 1``, ``n - 1``), AP's by ``sqrt(n / (n - 1))``.
 
     Notes
     -----
@@ -497,7 +535,7 @@ def _ranking_gradients(
       ``g`` has gradient ``(TP_g / D_g + S1_g - S2_g - AP) / P``, a negative ``-S2_g / P``.
     """
     if ends is None:
-        return _distinct_ranking_gradients(is_pos, want, tp)
+        return _distinct_ranking_gradients(is_pos, want, tp, ddof=ddof)
     # tp, when given: the cumulative positives at each end already
     if tp is None and ends.size == 1:
         # one run of tied scores (constant probabilities): no cumulative sum needed
@@ -524,9 +562,9 @@ def _ranking_gradients(
         v01 = (tp - 0.5 * dtp) / n_pos
         auc = float(np.dot(dtp, v10)) / n_pos
         v10 -= auc
-        v10 /= n_pos
+        v10 *= _finite_factor(n_pos, ddof) / n_pos
         v01 -= auc
-        v01 /= n_neg
+        v01 *= _finite_factor(n_neg, ddof) / n_neg
         out["roc_auc"] = rows(v10, v01)
     if "average_precision" in want:
         precision = tp / depth
@@ -538,14 +576,15 @@ def _ranking_gradients(
         precision += s1
         precision -= s2
         precision -= ap
-        precision /= n_pos
-        s2 /= -n_pos
+        scale = _finite_factor(n_pos + n_neg, ddof) / n_pos
+        precision *= scale
+        s2 *= -scale
         out["average_precision"] = rows(precision, s2)
     return out
 
 
 def _distinct_ranking_gradients(
-    is_pos: np.ndarray, want: set[str], tp: np.ndarray | None = None
+    is_pos: np.ndarray, want: set[str], tp: np.ndarray | None = None, *, ddof: int = 1
 ) -> dict[str, np.ndarray] | None:
     """:func:`_ranking_gradients` without ties (every row its own group), with few n-row temporaries.
 
@@ -583,6 +622,10 @@ def _distinct_ranking_gradients(
         g *= pos
         g -= auc / n_neg
         g += tp * c
+        f_pos, f_neg = _finite_factor(n_pos, ddof), _finite_factor(n_neg, ddof)
+        if f_pos != 1.0 or f_neg != 1.0:
+            # DeLong's m - 1 on the positives' placements, n - 1 on the negatives'
+            g *= np.where(is_pos, f_pos, f_neg)
         out["roc_auc"] = g
     if "average_precision" in want:
         inverse = np.arange(1.0, n + 1.0)
@@ -599,7 +642,7 @@ def _distinct_ranking_gradients(
         precision -= ap
         precision *= pos
         precision -= s2
-        precision /= n_pos
+        precision *= _finite_factor(float(n), ddof) / n_pos
         out["average_precision"] = precision
     return out
 
@@ -638,17 +681,25 @@ Ranking = (
 
 
 def _macro_ranking_gradients(
-    rankings: Sequence[Ranking], n: int, ranked: set[str], *, binary: bool
+    rankings: Sequence[Ranking],
+    n: int,
+    ranked: set[str],
+    *,
+    binary: bool,
+    labels: Labels = "present",
+    ddof: int = 1,
 ) -> dict[str, np.ndarray | None]:
-    """Gradients (input row order) of ROC AUC / AP averaged over rankings (binary: the single one).
+    """Influence terms (input row order) of ROC AUC / AP averaged over rankings (binary: the single one).
 
     Summed one ranking at a time, so memory stays O(n) per metric for any number of classes.
+    ``labels`` as :class:`~service.workers.metrics.ScoreStatistics`: ``present`` averages
+    over the rankings with positives, ``declared`` over all of them.
     """
     sums: dict[str, np.ndarray] = {}
     undefined = 0
     spare: np.ndarray | None = None  # a scattered ranking-order row, reused as the next target
     for is_pos, ends, order, *tp in rankings:
-        grads = _ranking_gradients(is_pos, ends, ranked, *tp)
+        grads = _ranking_gradients(is_pos, ends, ranked, *tp, ddof=ddof)
         if grads is None:
             undefined += 1
             continue
@@ -665,26 +716,31 @@ def _macro_ranking_gradients(
                 sums[name] += g
             else:
                 sums[name][order] += g  # a permutation: no repeated indices
-    if len(rankings) > 1:
+    defined = len(rankings) - undefined
+    # "present": the mean over the defined rankings (an absent class is left out);
+    # "declared": over all of them (an absent class adds a constant 0 to AP)
+    count = defined if labels == "present" else len(rankings)
+    if count > 1:
         for g in sums.values():
-            g /= len(rankings)
+            g /= count
     out: dict[str, np.ndarray | None] = {}
+    enough = defined >= (1 if binary else 2)
     if "roc_auc" in ranked:
-        # sklearn's macro ROC AUC is undefined as soon as one class is absent
-        out["roc_auc"] = sums["roc_auc"] if undefined == 0 else None
+        # declared: sklearn's macro ROC AUC is undefined as soon as one class is absent
+        complete = labels == "present" or undefined == 0
+        out["roc_auc"] = sums["roc_auc"] if enough and complete else None
     if "average_precision" in ranked:
-        # sklearn's macro AP counts a class without positives as 0 (a constant); it
-        # needs two present classes (one for binary)
-        enough = len(rankings) - undefined >= (1 if binary else 2)
+        # it needs two present classes (one for binary)
         out["average_precision"] = sums["average_precision"] if enough else None
     return out
 
 
 def _loss_gradients(
-    losses: dict[str, np.ndarray], n: int, *, in_place: bool = False
+    losses: dict[str, np.ndarray], n: int, *, in_place: bool = False, ddof: int = 1
 ) -> dict[str, np.ndarray | None]:
-    # a mean of per-row losses L: d L / d w_k = (l_k - L) / n; with ``in_place`` the
-    # loss rows become the gradients (no fresh n-row array per metric)
+    # a mean of per-row losses L: d L / d w_k = (l_k - L) / n, times sqrt(n / (n - 1))
+    # with ddof=1 (the sample variance of the losses over n); with ``in_place`` the loss
+    # rows become the influence terms (no fresh n-row array per metric)
     out: dict[str, np.ndarray | None] = {}
     for name, rows in losses.items():
         if not n:
@@ -692,7 +748,7 @@ def _loss_gradients(
             continue
         mean = rows.mean()
         g = np.subtract(rows, mean, out=rows) if in_place else rows - mean
-        g /= n
+        g *= _finite_factor(n, ddof) / n
         out[name] = g
     return out
 
@@ -705,25 +761,33 @@ def score_influence(
     positive: int | None,
     stats: ScoreStatistics,
     consume: bool = False,
+    ddof: int = 1,
 ) -> dict[str, np.ndarray | None]:
-    """Gradients ``d metric / d w_k`` (rows in input order) of the score metrics prepared in ``stats``.
+    """Influence terms (rows in input order) of the score metrics prepared in ``stats``.
 
     Parameters
     ----------
     y_true, scores, n_classes, positive
         As :class:`~service.workers.metrics.ScoreStatistics` (validated).
     stats : ScoreStatistics
-        Built on the same data; its rankings are reused (no new sort).
+        Built on the same data; its rankings are reused (no new sort), and its
+        ``labels`` says which classes the multiclass macro means are over.
     consume : bool, default False
-        Turn ``stats``' per-row losses into the gradients in place (no fresh n-row
-        arrays); ``stats`` must not be evaluated afterwards.
+        Turn ``stats``' per-row losses into the influence terms in place (no fresh
+        n-row arrays); ``stats`` must not be evaluated afterwards.
+    ddof : {1, 0}, default 1
+        1: the gradients ``d metric / d w_k`` scaled to the unbiased variance (see the
+        module docstring: ``sqrt(n / (n - 1))``, DeLong's per-class factors for ROC
+        AUC), so that :func:`influence_se` is the textbook standard error. 0: the bare
+        gradients (the infinitesimal jackknife).
 
     Returns
     -------
     dict of str to ndarray of shape (n,) or None
         None where the metric is undefined. Multiclass ROC AUC / average precision
-        are macro means of one-vs-rest values, so their gradients are the means of
-        the per-class gradients (a class without positives adds a constant 0 to AP).
+        are macro means of one-vs-rest values, so their terms are the means of the
+        per-class terms (``labels="declared"``: a class without positives adds a
+        constant 0 to AP).
     """
     n = y_true.size
     names = stats.names
@@ -735,8 +799,12 @@ def score_influence(
             (c.is_pos, c.ends, stats.row_order if positive is not None else c.order, c.unweighted_tps)
             for c in stats.curves
         ]
-        out.update(_macro_ranking_gradients(rankings, n, ranked, binary=positive is not None))
-    out.update(_loss_gradients(stats.row_losses, n, in_place=consume))
+        out.update(
+            _macro_ranking_gradients(
+                rankings, n, ranked, binary=positive is not None, labels=stats.labels, ddof=ddof
+            )
+        )
+    out.update(_loss_gradients(stats.row_losses, n, in_place=consume, ddof=ddof))
     if consume:
         stats.row_losses = {}
     return {m: out[m] for m in names}
@@ -749,6 +817,8 @@ def constant_score_influence(
     n_classes: int,
     positive: int | None,
     names: Sequence[str],
+    labels: Labels = "present",
+    ddof: int = 1,
 ) -> dict[str, np.ndarray | None]:
     """:func:`score_influence` for probabilities that are the same on every row (zero rule, a prior).
 
@@ -760,6 +830,8 @@ def constant_score_influence(
     ----------
     score_row : ndarray of shape (1,) or (K,)
         The probability of ``positive`` (binary) or of each class, shared by all rows.
+    labels, ddof
+        As :class:`~service.workers.metrics.ScoreStatistics` and :func:`score_influence`.
     """
     y = np.asarray(y_true)
     n = y.size
@@ -770,7 +842,11 @@ def constant_score_influence(
         one_run = np.array([n - 1]) if n else None
         classes = [positive] if positive is not None else range(n_classes)
         rankings = [(y == c, one_run, None) for c in classes]
-        out.update(_macro_ranking_gradients(rankings, n, ranked, binary=positive is not None))
+        out.update(
+            _macro_ranking_gradients(
+                rankings, n, ranked, binary=positive is not None, labels=labels, ddof=ddof
+            )
+        )
     codes = np.arange(n_classes)
     if positive is not None:
         rows = np.full(n_classes, float(score_row[0]))
@@ -778,7 +854,7 @@ def constant_score_influence(
         rows = np.tile(score_row, (n_classes, 1))
     per_class = _row_losses(codes, rows, n_classes=n_classes, positive=positive, names=score_names)
     # the gathered rows are fresh arrays: they become the gradients in place
-    out.update(_loss_gradients({m: table[y] for m, table in per_class.items()}, n, in_place=True))
+    out.update(_loss_gradients({m: table[y] for m, table in per_class.items()}, n, in_place=True, ddof=ddof))
     return {m: out[m] for m in score_names}
 
 
@@ -789,14 +865,18 @@ def constant_score_class_influence(
     n_classes: int,
     positive: int | None,
     names: Sequence[str],
+    labels: Labels = "present",
+    ddof: int = 1,
 ) -> dict[str, np.ndarray | None]:
-    """:func:`constant_score_influence` per class: entry ``c`` is the gradient of every row
-    of class ``c`` (``support[c]`` rows), so no n-row array is built.
+    """:func:`constant_score_influence` per class: entry ``c`` is the influence term of every
+    row of class ``c`` (``support[c]`` rows), so no n-row array is built.
 
     Parameters
     ----------
     support : ndarray of shape (K,)
         Rows per class.
+    labels, ddof
+        As :func:`constant_score_influence`.
     """
     counts = np.asarray(support, dtype=np.float64)
     n = int(counts.sum())
@@ -811,7 +891,11 @@ def constant_score_class_influence(
         one_run = np.array([n - 1])
         classes = [positive] if positive is not None else range(n_classes)
         rankings: list[Ranking] = [(codes == c, one_run, None, counts[c : c + 1]) for c in classes]
-        out.update(_macro_ranking_gradients(rankings, n_classes, ranked, binary=positive is not None))
+        out.update(
+            _macro_ranking_gradients(
+                rankings, n_classes, ranked, binary=positive is not None, labels=labels, ddof=ddof
+            )
+        )
     if positive is not None:
         rows = np.full(n_classes, float(score_row[0]))
     else:
@@ -819,7 +903,7 @@ def constant_score_class_influence(
     per_class = _row_losses(codes, rows, n_classes=n_classes, positive=positive, names=score_names)
     for name, losses in per_class.items():
         losses -= float(np.dot(counts, losses)) / n
-        losses /= n
+        losses *= _finite_factor(n, ddof) / n
         out[name] = losses
     return {m: out[m] for m in score_names}
 
@@ -849,13 +933,18 @@ def class_constant_paired_se(
 
 
 def regression_influence(
-    y_true: np.ndarray, y_pred: np.ndarray, *, names: Sequence[str]
+    y_true: np.ndarray, y_pred: np.ndarray, *, names: Sequence[str], ddof: int = 1
 ) -> dict[str, np.ndarray | None]:
-    """Gradients ``d metric / d w_k`` of the smooth regression metrics (MAE, RMSE, MAPE, R^2).
+    """Influence terms of the smooth regression metrics (MAE, RMSE, MAPE, R^2).
+
+    ``ddof=1`` (default): the gradients below times ``sqrt(n / (n - 1))``, so that
+    :func:`influence_se` uses the sample variance (``n - 1``) of the influence function
+    (for MAE: ``std(|e|, ddof=1) / sqrt(n)``); ``ddof=0``: the bare gradients.
 
     Notes
     -----
-    With ``e = y_hat - y``, ``SSres = sum e^2``, ``SStot = sum (y - ybar)^2``::
+    With ``e = y_hat - y``, ``SSres = sum e^2``, ``SStot = sum (y - ybar)^2``, the
+    gradients ``d metric / d w_k`` are::
 
         mae:  (|e_k| - mae) / n           rmse: (e_k^2 - mse) / (2 rmse n)
         mape: (ape_k - mape) / n          r2:   -(e_k^2 SStot - SSres (y_k - ybar)^2) / SStot^2
@@ -867,22 +956,23 @@ def regression_influence(
     if n == 0:
         return {m: None for m in names if m in DELTA_METHOD_METRICS}
     sq = err * err
+    factor = _finite_factor(n, ddof)
     for name in names:
         if name == "mae":
             a = np.abs(err)
-            out[name] = (a - a.mean()) / n
+            out[name] = (a - a.mean()) * (factor / n)
         elif name == "mape":
             ape = np.abs(err) / np.maximum(np.abs(y), np.finfo(np.float64).eps)
-            out[name] = (ape - ape.mean()) / n
+            out[name] = (ape - ape.mean()) * (factor / n)
         elif name == "rmse":
             mse = float(sq.mean())
-            out[name] = (sq - mse) / (2 * math.sqrt(mse) * n) if mse > 0 else np.zeros(n)
+            out[name] = (sq - mse) * (factor / (2 * math.sqrt(mse) * n)) if mse > 0 else np.zeros(n)
         elif name == "r2":
             dev = (y - y.mean()) ** 2
             ss_tot, ss_res = float(dev.sum()), float(sq.sum())
             # undefined for constant y_true, as the metric
             defined = y.min() < y.max() and ss_tot > 0
-            out[name] = -(sq * ss_tot - ss_res * dev) / ss_tot**2 if defined else None
+            out[name] = -(sq * ss_tot - ss_res * dev) * (factor / ss_tot**2) if defined else None
     return out
 
 
@@ -893,7 +983,7 @@ def delta_method_difference(
     confidence: float,
     paired: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DifferenceInterval:
-    """Normal interval of a difference whose variance is the sum of centred gradient squares.
+    """Normal interval of a difference whose variance is the sum of centred influence-term squares.
 
     ``paired=(g_model, g_baseline)`` stands for ``gradients=[g_model - g_baseline]``
     (:func:`paired_influence_se`, no n-row temporary); ``gradients`` is then ignored.
@@ -923,3 +1013,58 @@ def p_value_verdict(p_value: float | None, lift: float, *, alpha: float, greater
     if p_value >= alpha or lift == 0:
         return "no_significant_difference"
     return "better" if (lift > 0) == greater_is_better else "worse"
+
+
+class Decision(NamedTuple):
+    """A verdict, what it was read from, and a note when the test and the interval disagree."""
+
+    verdict: Verdict
+    decided_by: Literal["interval", "p_value"] | None
+    note: str | None
+
+
+def decide(
+    lift: float,
+    *,
+    p_value: float | None,
+    interval: DifferenceInterval | None,
+    greater_is_better: bool,
+    alpha: float,
+    test: str | None,
+    interval_method: str | None,
+) -> Decision:
+    """The verdict of a comparison, consistent with the interval printed beside it.
+
+    With an interval, the verdict is :func:`interval_verdict`: ``better`` only when the
+    interval of ``model - baseline`` lies on the better side of 0, ``worse`` only on the
+    worse side, else ``no_significant_difference`` -- so it never contradicts the
+    interval. Without one it is :func:`p_value_verdict` of ``test``. When the test and the
+    interval come from different methods (accuracy: McNemar's exact test, the binomial
+    or the two-proportion z test beside a bootstrap interval) or the bootstrap p-value
+    and percentile interval fall on either side of ``alpha`` by a replicate, the p-value
+    alone can say otherwise; ``note`` then says so and that the interval decided.
+
+    Examples
+    --------
+    >>> d = decide(0.025, p_value=0.0625, interval=DifferenceInterval(0.005, 0.045, None),
+    ...            greater_is_better=True, alpha=0.05, test="mcnemar_exact",
+    ...            interval_method="paired_bootstrap")
+    >>> d.verdict, d.decided_by
+    ('better', 'interval')
+    """
+    if interval is None:
+        verdict = p_value_verdict(p_value, lift, alpha=alpha, greater_is_better=greater_is_better)
+        return Decision(verdict, None if verdict == "undefined" else "p_value", None)
+    verdict = interval_verdict(interval, greater_is_better=greater_is_better)
+    note = None
+    by_test = p_value_verdict(p_value, lift, alpha=alpha, greater_is_better=greater_is_better)
+    if by_test not in ("undefined", verdict):
+        assert p_value is not None
+        side = "excludes" if interval.low > 0 or interval.high < 0 else "includes"
+        significant = "significant" if p_value < alpha else "not significant"
+        note = (
+            f"{test or 'the test'} gives p = {p_value:.3g} ({significant} at alpha = {alpha:g}), but the "
+            f"{interval_method or 'difference'} interval [{interval.low:.4g}, {interval.high:.4g}] "
+            f"{side} 0; the verdict ({verdict}) follows the interval."
+        )
+    return Decision(verdict, "interval", note)

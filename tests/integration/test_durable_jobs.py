@@ -133,11 +133,24 @@ def test_demo_shows_the_whole_flow(servers: Callable[..., Server]) -> None:
         text=True,
         timeout=120,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + done.stdout
     out = done.stdout
     assert "3000 rows posted" in out and "succeeded" in out
-    assert "roc_auc" in out and "95% interval" in out
-    assert "gates:" in out
+    # the verdict comes first, and the generated model passes its own gates
+    verdict = out.index("VERDICT:")
+    assert verdict < out.index("95% interval") < out.index("gates: PASSED")
+    assert "VERDICT: FAIL" not in out
+    assert "roc_auc" in out
+    # a gate the model cannot pass: the demo says so and exits 2, as a CI step would need
+    strict = subprocess.run(
+        [*yardstick_command(), "demo", "--url", server.url, "--rows", "3000", "--min-roc-auc", "0.99"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert strict.returncode == 2, strict.stderr
+    assert "VERDICT: FAIL" in strict.stdout and "gates: FAILED" in strict.stdout
+    assert "gate failed: roc_auc lower bound" in strict.stdout
 
 
 def test_demo_explains_when_no_service_answers() -> None:

@@ -200,7 +200,13 @@ def test_ids_skipped_at_the_start_are_read_when_the_labeled_rows_no_longer_match
     assert rows.sample_id is None and rows.n == 50
     loaded = baselines_job._load_other(store, batch, other, same_ids=True)  # as if checked earlier
     panel = baselines_job.Panel(
-        batch=batch, metrics=["accuracy", "roc_auc"], primary="accuracy", samples=50, confidence=0.95, seed=0
+        batch=batch,
+        metrics=["accuracy", "roc_auc"],
+        primary="accuracy",
+        label_primary="accuracy",
+        samples=50,
+        confidence=0.95,
+        seed=0,
     )
     prepared = baselines_job._other_batch(store, panel, rows, loaded)
     pairing = prepared.pairing

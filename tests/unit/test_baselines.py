@@ -4,13 +4,16 @@ and model-versus-baseline comparisons with their verdicts."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats
 from sklearn import metrics as skm
+from sklearn.preprocessing import label_binarize
 
 from schemas.baselines import MetricComparison
 from service.workers.baselines import (
@@ -170,7 +173,7 @@ def test_random_scorer_ranking_metrics_match_simulation() -> None:
     assert abs(ap - ap_simulated) < 3 * influence_se(grad)
 
 
-def test_expected_metrics_with_an_absent_class_are_undefined_with_reasons() -> None:
+def test_expected_metrics_leave_an_absent_class_out_as_scikit_learn_does() -> None:
     y = np.array([0] * 30 + [1] * 20)  # class 2 has no labeled rows
     report = expected_random_metrics(
         y,
@@ -180,9 +183,11 @@ def test_expected_metrics_with_an_absent_class_are_undefined_with_reasons() -> N
         metrics=["accuracy", "roc_auc", "average_precision"],
         class_names=["a", "b", "c"],
     )
-    assert report.metrics["roc_auc"] is None
-    assert "'c'" in report.undefined["roc_auc"]
-    assert report.metrics["average_precision"] == pytest.approx((0.6 + 0.4 + 0) / 3)
+    # one-vs-rest over the classes with labeled rows: a random scorer's AUC is 1/2 and its AP the
+    # class's prevalence; the note names the class left out
+    assert report.metrics["roc_auc"] == pytest.approx(0.5)
+    assert "'c'" in report.notes["roc_auc"]
+    assert report.metrics["average_precision"] == pytest.approx((0.6 + 0.4) / 2)
     assert "average_precision" in report.notes
     assert report.metrics["accuracy"] == pytest.approx(0.6**2 + 0.4**2)
 
@@ -921,3 +926,314 @@ def test_multiclass_micro_averages_are_tested_as_the_accuracy_they_equal() -> No
     for name in names[1:4]:
         assert sig[name].test == "two_proportion_z" and sig[name].p_value == sig["accuracy"].p_value, name
     assert sig["f1_macro"].test == "unpaired_bootstrap"
+
+
+# --------------------------------------------------------------------------- labels: present / declared
+
+#: class 3 of four is declared but never labeled nor predicted
+DECLARED_K = 4
+LABELS_NAMES = [
+    "accuracy",
+    "balanced_accuracy",
+    "mcc",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_weighted",
+    "f1_micro",
+    "roc_auc",
+    "average_precision",
+    "log_loss",
+    "brier_score",
+]
+#: the metrics whose value over classes 0..2 is scaled by 3/4 when class 3 is declared
+SCALED = ("precision_macro", "recall_macro", "f1_macro", "average_precision")
+#: the metrics that do not depend on labels
+UNCHANGED = (
+    "accuracy",
+    "balanced_accuracy",
+    "mcc",
+    "precision_weighted",
+    "f1_micro",
+    "log_loss",
+    "brier_score",
+)
+
+
+def _never_occurring_class(seed: int, n: int = 1500, skill: float = 0.5) -> Side:
+    """Labels in 0..2, predictions in 0..2, probabilities over four classes (class 3 gets mass)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, n, p=[0.5, 0.3, 0.2])
+    scores = (1 - skill) * rng.dirichlet(np.ones(DECLARED_K), n) + skill * np.eye(DECLARED_K)[y]
+    pred = scores[:, :3].argmax(axis=1)
+    assert set(np.unique(y)) == set(np.unique(pred)) == {0, 1, 2}
+    return Side(y, pred, scores)
+
+
+def _quiet(fn: Callable[[], float]) -> float:
+    """A scikit-learn value; an UndefinedMetricWarning (ROC AUC of a class without rows) means NaN."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(fn())
+    if any(issubclass(w.category, skm._classification.UndefinedMetricWarning) for w in caught):
+        return math.nan
+    return value
+
+
+def _sklearn_values(side: Side, names: list[str], labels: str) -> dict[str, float]:
+    """scikit-learn on the side: its default (``labels=None``) or ``labels=range(K)`` (declared).
+
+    The one-vs-rest ROC AUC / AP of the default are the means over the classes with labeled
+    rows (scikit-learn takes the classes from y_true; it refuses a score column without them).
+    """
+    y, pred, s = side.y_true, side.y_pred, side.scores
+    assert s is not None
+    k = s.shape[1]
+    declared = labels == "declared"
+    kw: dict[str, Any] = {"labels": range(k)} if declared else {}
+    present = np.unique(y)
+    out: dict[str, float] = {}
+    for name in names:
+        base, _, average = name.partition("_")
+        if name == "accuracy":
+            out[name] = skm.accuracy_score(y, pred)
+        elif name == "balanced_accuracy":
+            out[name] = skm.balanced_accuracy_score(y, pred)
+        elif name == "mcc":
+            out[name] = skm.matthews_corrcoef(y, pred)
+        elif base in ("precision", "recall", "f1"):
+            fn = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[base]
+            out[name] = fn(y, pred, average=average, zero_division=0, **kw)
+        elif name == "roc_auc":
+            if declared:
+                out[name] = _quiet(lambda: skm.roc_auc_score(y, s, multi_class="ovr", labels=range(k)))
+            else:
+                out[name] = float(np.mean([skm.roc_auc_score(y == c, s[:, c]) for c in present]))
+        elif name == "average_precision":
+            if declared:
+                onehot = label_binarize(y, classes=range(k))
+                out[name] = _quiet(partial(skm.average_precision_score, onehot, s, average="macro"))
+            else:
+                out[name] = float(np.mean([skm.average_precision_score(y == c, s[:, c]) for c in present]))
+        elif name == "log_loss":
+            out[name] = skm.log_loss(y, s, labels=range(k))
+        elif name == "brier_score":
+            out[name] = skm.brier_score_loss(y, s, labels=range(k))
+    return out
+
+
+def _assert_equals_sklearn(values: dict[str, float | None], expected: dict[str, float]) -> None:
+    for name, reference in expected.items():
+        got = values[name]
+        if math.isnan(reference):
+            assert got is None or math.isnan(got), f"{name}: {got}, scikit-learn says undefined"
+        else:
+            assert got is not None and got == pytest.approx(reference, rel=1e-9, abs=1e-12), name
+
+
+def _declared_options(labels: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {"task": "multiclass", "metrics": LABELS_NAMES, "n_classes": DECLARED_K}
+    if labels is not None:
+        options["labels"] = labels
+    return options
+
+
+@pytest.mark.parametrize("labels", [None, "present", "declared"])
+def test_prepared_report_with_a_never_occurring_class_equals_sklearn(labels: str | None) -> None:
+    """declared: scikit-learn with labels=range(K); the default: scikit-learn's default."""
+    side = _never_occurring_class(50)
+    prepared = prepare_side(side, class_names=_names(DECLARED_K), **_declared_options(labels))
+    assert prepared.labels == (labels or "present")
+    assert prepared.report is not None
+    _assert_equals_sklearn(prepared.report.metrics, _sklearn_values(side, LABELS_NAMES, labels or "present"))
+    # and the metrics worker's report, field by field (notes included)
+    expected = classification_metrics(
+        side.y_true,
+        side.y_pred,
+        n_classes=DECLARED_K,
+        class_names=_names(DECLARED_K),
+        positive=None,
+        scores=side.scores,
+        metrics=LABELS_NAMES,
+        labels=labels or "present",  # type: ignore[arg-type]
+    )
+    _assert_same_report(prepared, expected)
+    if labels == "declared":
+        assert prepared.report.metrics["roc_auc"] is None and "roc_auc" in prepared.report.undefined
+    else:
+        assert prepared.report.metrics["roc_auc"] is not None
+        assert "'c3'" in prepared.report.notes["f1_macro"]  # the class left out
+
+
+@pytest.mark.parametrize("labels", ["present", "declared"])
+def test_zero_rule_and_random_baselines_follow_labels(labels: str) -> None:
+    side = _never_occurring_class(51)
+    y = side.y_true
+    options = _declared_options(labels)
+    model = prepare_side(side, **options)
+    zero = prepare_zero_rule(model)
+    assert zero.labels == labels
+    rule = zero_rule_predictions(y, n_classes=DECLARED_K, positive=None)
+    direct = prepare_side(rule, **options)
+    assert zero.values == pytest.approx(direct.values, nan_ok=True)
+    _assert_equals_sklearn(
+        {m: None if math.isnan(v) else v for m, v in zero.values.items()},
+        _sklearn_values(rule, LABELS_NAMES, labels),
+    )
+    closed = zero_rule_metrics(
+        y,
+        n_classes=DECLARED_K,
+        positive=None,
+        metrics=LABELS_NAMES,
+        class_names=_names(DECLARED_K),
+        labels=labels,
+    )
+    _assert_equals_sklearn(closed.metrics, _sklearn_values(rule, LABELS_NAMES, labels))
+    # random baselines: scikit-learn on the expected confusion matrix's pseudo-rows (uniform
+    # predicts class 3 too, so it occurs; the prior never does)
+    kw: dict[str, Any] = {"labels": range(DECLARED_K)} if labels == "declared" else {}
+    for strategy in ("uniform", "prior"):
+        report = expected_random_metrics(
+            y,
+            n_classes=DECLARED_K,
+            positive=None,
+            strategy=strategy,
+            metrics=LABELS_NAMES,
+            labels=labels,
+        )
+        weight = expected_confusion(y, n_classes=DECLARED_K, strategy=strategy).ravel()
+        keep = weight > 0
+        true_code, pred_code = np.divmod(np.arange(DECLARED_K**2), DECLARED_K)
+        for name, fn in (("f1_macro", skm.f1_score), ("precision_macro", skm.precision_score)):
+            reference = fn(
+                true_code[keep],
+                pred_code[keep],
+                sample_weight=weight[keep],
+                average="macro",
+                zero_division=0,
+                **kw,
+            )
+            assert report.metrics[name] == pytest.approx(reference, rel=1e-12), (strategy, name)
+        # constant scores: AUC 1/2 for each class with rows, undefined when one is declared without
+        assert report.metrics["roc_auc"] == (None if labels == "declared" else pytest.approx(0.5))
+
+
+def _scaled(a: Any, b: Any, factor: float) -> None:
+    """``b == factor * a`` for numbers or (low, high) intervals."""
+    if isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert y == pytest.approx(factor * x, rel=1e-9, abs=1e-12)
+    else:
+        assert b == pytest.approx(factor * a, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("method", ["delta_method", "bootstrap"])
+@pytest.mark.parametrize("paired", [True, False])
+def test_compare_follows_the_sides_labels(paired: bool, method: str) -> None:
+    """Every replicate and influence term follows the sides' labels: with class 3 declared but
+    absent from every row (and resample), the macro differences and their intervals are 3/4 of
+    the present ones (the same draws); the metrics that do not depend on labels are unchanged."""
+    model_side = _never_occurring_class(52, skill=0.6)
+    # paired: the same seed draws the same labels (other probabilities); unpaired: other rows
+    baseline_side = _never_occurring_class(52 if paired else 53, skill=0.3, n=1500 if paired else 1200)
+    if paired:
+        assert np.array_equal(baseline_side.y_true, model_side.y_true)
+    options: dict[str, Any] = {
+        "paired": paired,
+        "primary_metric": "f1_macro",
+        "samples": 300,
+        "seed": 5,
+        "interval_method": method,
+    }
+    result: dict[str, Comparison] = {}
+    for labels in ("present", "declared"):
+        m = prepare_side(model_side, **_declared_options(labels))
+        b = prepare_side(baseline_side, **_declared_options(labels))
+        c = compare(m, b, **_declared_options(None), **options)
+        result[labels] = c
+        for name, s in c.significance.items():
+            mv, bv = m.values[name], b.values[name]
+            assert s.model == (None if math.isnan(mv) else mv), name
+            assert s.baseline == (None if math.isnan(bv) else bv), name
+        _assert_equals_sklearn(
+            {n: s.model for n, s in c.significance.items()}, _sklearn_values(model_side, LABELS_NAMES, labels)
+        )
+        # raw sides compared with the labels, or a raw side next to a prepared one, give the same
+        raw = compare(model_side, baseline_side, **_declared_options(labels), **options)
+        _assert_same_comparison(c, raw)
+        _assert_same_comparison(c, compare(m, baseline_side, **_declared_options(None), **options))
+    present, declared = result["present"].significance, result["declared"].significance
+    for name in SCALED:
+        p, d = present[name], declared[name]
+        assert p.difference_interval is not None and d.difference_interval is not None, name
+        _scaled(p.lift, d.lift, 0.75)
+        _scaled(
+            (p.difference_interval.low, p.difference_interval.high),
+            (d.difference_interval.low, d.difference_interval.high),
+            0.75,
+        )
+    for name in UNCHANGED:
+        assert declared[name] == present[name], name
+    assert present["roc_auc"].verdict != "undefined" and present["roc_auc"].model is not None
+    assert declared["roc_auc"].verdict == "undefined" and declared["roc_auc"].model is None
+
+
+def test_compare_refuses_sides_prepared_with_different_labels() -> None:
+    side = _never_occurring_class(54)
+    present = prepare_side(side, **_declared_options("present"))
+    declared = prepare_side(side, **_declared_options("declared"))
+    options: dict[str, Any] = {"paired": True, "primary_metric": "accuracy", **_declared_options(None)}
+    for m, b in ((present, declared), (declared, present)):
+        with pytest.raises(ValueError, match="different labels"):
+            compare(m, b, **options)
+    with pytest.raises(ValueError, match="different labels"):
+        compare(declared, declared, labels="present", **options)
+    with pytest.raises(ValueError, match="different labels"):
+        compare(declared, side, labels="present", **options)
+    with pytest.raises(ValueError, match="labels must be"):
+        compare(side, side, labels="all", **options)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="labels must be"):
+        prepare_side(side, **_declared_options("all"))
+    expected = expected_random_metrics(
+        side.y_true, n_classes=DECLARED_K, positive=None, strategy="prior", metrics=LABELS_NAMES
+    )
+    with pytest.raises(ValueError, match="different labels"):
+        compare_to_expected(
+            declared, expected, labels="present", primary_metric="accuracy", **_declared_options(None)
+        )
+    # regression sides have no classes to average: their labels are not compared
+    reg = Side(np.array([1.0, 2.0, 3.0]), np.array([1.5, 2.0, 2.5]))
+    a = prepare_side(reg, task="regression", metrics=["mae"], labels="declared")
+    b = prepare_side(reg, task="regression", metrics=["mae"])
+    assert compare(a, b, task="regression", metrics=["mae"], paired=True, primary_metric="mae").beats is False
+
+
+def test_compare_to_expected_resamples_the_model_with_its_labels() -> None:
+    """The model's replicates follow its labels: (interval + baseline) scales by 3/4 for the macro
+    label metrics, the baseline value being the closed form with the same labels."""
+    side = _never_occurring_class(55, skill=0.6)
+    shifted: dict[str, dict[str, tuple[float, float]]] = {}
+    for labels in ("present", "declared"):
+        model = prepare_side(side, **_declared_options(labels))
+        expected = expected_random_metrics(
+            side.y_true,
+            n_classes=DECLARED_K,
+            positive=None,
+            strategy="prior",
+            metrics=LABELS_NAMES,
+            labels=labels,
+        )
+        c = compare_to_expected(
+            model, expected, primary_metric="f1_macro", samples=300, seed=3, **_declared_options(None)
+        )
+        shifted[labels] = {}
+        for name in ("f1_macro", "precision_macro", "recall_macro"):
+            s = c.significance[name]
+            assert s.model == pytest.approx(model.values[name]) and s.baseline == expected.metrics[name]
+            assert s.difference_interval is not None and s.baseline is not None
+            low, high = s.difference_interval.low, s.difference_interval.high
+            shifted[labels][name] = (low + s.baseline, high + s.baseline)
+        assert (c.significance["roc_auc"].verdict == "undefined") == (labels == "declared")
+    for name, interval in shifted["present"].items():
+        _scaled(interval, shifted["declared"][name], 0.75)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn import metrics as skm  # type: ignore[import-untyped]
 
 from service.workers.bootstrap import (
     classification_intervals,
@@ -16,6 +20,7 @@ from service.workers.bootstrap import (
     regression_replicates,
 )
 from service.workers.metrics import (
+    Labels,
     RegressionStatistics,
     ScoreStatistics,
     classification_metrics,
@@ -254,3 +259,78 @@ def test_misuse_raises_value_error(kwargs: dict[str, object], fragment: str) -> 
     args.update(kwargs)
     with pytest.raises(ValueError, match=fragment):
         classification_intervals(y, p, **args)  # type: ignore[arg-type]
+
+
+def _sklearn_quiet(fn: Callable[..., float], *args: Any, **kwargs: Any) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("labels", ["present", "declared"])
+def test_replicates_apply_the_labels_rule_to_each_resample(labels: Labels) -> None:
+    """Each replicate equals scikit-learn on the resampled rows: default labels (the classes
+    occurring in that resample) or ``labels=range(K)``. Class 3 has two rows, so it is missing
+    from some resamples; class 4 is declared and never occurs."""
+
+    rng = np.random.default_rng(21)
+    k, n = 5, 60
+    y = rng.integers(0, 3, n)
+    y[:2] = 3
+    p = np.where(rng.random(n) < 0.7, y, rng.integers(0, 4, n))
+    s = rng.dirichlet(np.ones(k), n)
+    names = ["f1_macro", "precision_macro", "recall_macro", "roc_auc", "average_precision"]
+    samples, seed = 40, 5
+    reps = classification_replicates(
+        y, p, n_classes=k, positive=None, scores=s, metrics=names, samples=samples, seed=seed, labels=labels
+    )
+    cell_rng, row_rng = np.random.default_rng(seed).spawn(2)
+    counts = confusion_counts(y, p, n_classes=k)
+    draws = cell_rng.multinomial(n, counts.ravel() / n, size=samples).reshape(samples, k, k)
+    every = {} if labels == "present" else {"labels": range(k)}
+    missing_rare = 0
+    for b in range(samples):
+        # rows rebuilt from the replicate's confusion cells
+        cells = np.repeat(np.arange(k * k), draws[b].ravel())
+        yt, yp = np.divmod(cells, k)
+        for name in ("f1_macro", "precision_macro", "recall_macro"):
+            fn = getattr(skm, name.split("_")[0] + "_score")
+            expected = _sklearn_quiet(fn, yt, yp, average="macro", zero_division=0, **every)
+            assert reps[name][b] == pytest.approx(expected, rel=1e-12, abs=1e-12), (name, b)
+        idx = row_rng.integers(0, n, n)
+        ys, ss = y[idx], s[idx]
+        present = np.unique(ys)
+        missing_rare += 3 not in present
+        aucs = [skm.roc_auc_score(ys == c, ss[:, c]) for c in present]
+        aps = [skm.average_precision_score(ys == c, ss[:, c]) for c in present]
+        if labels == "present":
+            assert reps["roc_auc"][b] == pytest.approx(np.mean(aucs), rel=1e-12), b
+            assert reps["average_precision"][b] == pytest.approx(np.mean(aps), rel=1e-12), b
+        else:  # every declared class: class 4 never has rows, so the macro AUC is undefined
+            assert np.isnan(reps["roc_auc"][b])
+            assert reps["average_precision"][b] == pytest.approx(np.sum(aps) / k, rel=1e-12), b
+    assert missing_rare > 0  # the rare class did vanish from some resamples
+
+
+def test_intervals_follow_the_labels_option() -> None:
+    y, p, s = _multiclass(8, k=3, n=300)
+    kwargs = {"n_classes": 4, "positive": None, "samples": 200, "seed": 1}
+    s4 = np.column_stack([s, np.zeros(s.shape[0])])  # a declared class that never occurs
+    names = ["f1_macro", "roc_auc"]
+    present = classification_intervals(y, p, scores=s4, metrics=names, **kwargs)  # type: ignore[arg-type]
+    declared = classification_intervals(
+        y,
+        p,
+        scores=s4,
+        metrics=names,
+        labels="declared",
+        **kwargs,  # type: ignore[arg-type]
+    )
+    point = classification_metrics(
+        y, p, n_classes=4, class_names=list("abcd"), positive=None, scores=s4, metrics=names
+    ).metrics
+    for name in names:
+        value = point[name]
+        assert value is not None and present[name].low <= value <= present[name].high, name
+    assert "roc_auc" not in declared  # undefined in every replicate with class 'd' declared
+    assert declared["f1_macro"].high < present["f1_macro"].low  # 'd' counted as 0: a quarter lower

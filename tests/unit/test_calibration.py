@@ -238,6 +238,44 @@ def test_slope_and_intercept_equal_unpenalised_logistic_regression(seed: int) ->
     assert r.intercept == pytest.approx(ref.intercept_[0], abs=1e-6)
 
 
+@pytest.mark.parametrize(("zeros", "ones"), [(0, 0), (3, 0), (0, 4), (5, 2)])
+def test_slope_reports_the_clipping_of_exact_zeros_and_ones(zeros: int, ones: int) -> None:
+    """Scores of exactly 0 or 1 are clipped to [eps, 1 - eps]; the fit equals scikit-learn's
+    unpenalised logistic regression on the clipped logits, and the counts are reported."""
+    y, s = _binary(7, n=800, sharpen=1.5)
+    rng = np.random.default_rng(zeros * 10 + ones)
+    rows = rng.choice(s.size, zeros + ones, replace=False)
+    s[rows[:zeros]] = 0.0
+    s[rows[zeros:]] = 1.0
+    r = _report(y, s)
+    eps = np.finfo(np.float64).eps
+    assert r.clipped is not None
+    assert (r.clipped.at_zero, r.clipped.at_one, r.clipped.epsilon) == (zeros, ones, eps)
+    q = np.clip(s, eps, 1 - eps)
+    x = np.log(q / (1 - q))
+    assert np.abs(x).max() <= 36.05
+    ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(x[:, None], y)
+    assert r.slope == pytest.approx(ref.coef_[0, 0], rel=1e-6)
+    assert r.intercept == pytest.approx(ref.intercept_[0], abs=1e-6)
+    # the clipping moves the fit: the same rows with scores one step inside (0, 1) differ
+    if zeros or ones:
+        inside = s.copy()
+        inside[rows[:zeros]] = 1e-6
+        inside[rows[zeros:]] = 1 - 1e-6
+        moved = _report(y, inside)
+        assert moved.clipped is not None and (moved.clipped.at_zero, moved.clipped.at_one) == (0, 0)
+        assert moved.slope != pytest.approx(r.slope, rel=1e-3)
+
+
+def test_clipping_counts_values_below_epsilon_and_is_absent_for_multiclass() -> None:
+    y = np.array([0, 1, 0, 1, 0, 1])
+    s = np.array([0.0, 1e-20, EPS, 0.5, 1.0 - 1e-17, 1.0])  # 1 - 1e-17 rounds to 1.0
+    r = _report(y, s)
+    assert r.clipped is not None and (r.clipped.at_zero, r.clipped.at_one) == (2, 2)
+    ym, sm = _multiclass(0, n=200, k=3)
+    assert _report(ym, sm).clipped is None
+
+
 def test_slope_on_many_rows_starts_from_a_subsample_fit() -> None:
     y, s = _binary(3, n=300_000, sharpen=1.5)
     r = _report(y, s)

@@ -54,6 +54,21 @@ def _batch(seed: int) -> tuple[np.ndarray, ...]:
 # --------------------------------------------------------------------------- references
 
 
+def _hand_confidence(scores: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """The probability of the predicted class, row by row (binary scores: of code 1)."""
+    if scores.ndim == 1:
+        return np.array([p if c == 1 else 1 - p for p, c in zip(scores, y_pred, strict=True)])
+    return np.array([row[c] for row, c in zip(scores, y_pred, strict=True)])
+
+
+def _low_edge(scores: np.ndarray, y_pred: np.ndarray) -> float:
+    """Bins start at 1/K unless some prediction is not the most probable class."""
+    top = np.maximum(scores, 1 - scores) if scores.ndim == 1 else scores.max(axis=1)
+    if (_hand_confidence(scores, y_pred) < top).any():
+        return 0.0
+    return 0.5 if scores.ndim == 1 else 1 / scores.shape[1]
+
+
 def _reference_bins(conf: np.ndarray, correct: np.ndarray, edges: np.ndarray) -> pd.DataFrame:
     bins = edges.size - 1
     code = pd.Series(pd.cut(conf, edges, right=False, labels=False))
@@ -117,11 +132,11 @@ def test_row_confidence_rejects_non_probabilities(scores: np.ndarray) -> None:
 def test_bins_match_a_pandas_groupby(seed: int, bins: int) -> None:
     y_true, y_pred, scores = _batch(seed)
     result = confidence_report(y_true, y_pred, scores, bins=bins)
-    edges = np.linspace(0.5 if scores.ndim == 1 else 1 / scores.shape[1], 1.0, bins + 1)
+    edges = np.linspace(_low_edge(scores, y_pred), 1.0, bins + 1)
     assert [b.low for b in result.bins] == edges[:-1].tolist()
     assert [b.high for b in result.bins] == edges[1:].tolist()
 
-    expected = _reference_bins(row_confidence(scores), y_true == y_pred, edges)
+    expected = _reference_bins(_hand_confidence(scores, y_pred), y_true == y_pred, edges)
     assert [b.count for b in result.bins] == expected["count"].fillna(0).astype(int).tolist()
     for b, (_, row) in zip(result.bins, expected.iterrows(), strict=True):
         if b.count == 0:
@@ -144,7 +159,7 @@ def test_a_confidence_on_an_edge_opens_its_bin_and_one_closes_the_last() -> None
 @pytest.mark.parametrize("seed", SEEDS)
 def test_risk_coverage_is_monotone_in_coverage_and_matches_direct_masks(seed: int) -> None:
     y_true, y_pred, scores = _batch(seed)
-    conf, wrong = row_confidence(scores), y_true != y_pred
+    conf, wrong = _hand_confidence(scores, y_pred), y_true != y_pred
     curve = confidence_report(y_true, y_pred, scores, max_curve_points=10_000).risk_coverage
 
     thresholds = np.array([p.threshold for p in curve])
@@ -206,7 +221,7 @@ def test_hand_computed_curve_with_ties_and_a_non_monotone_accuracy() -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_aurc_matches_independent_references(seed: int) -> None:
     y_true, y_pred, scores = _batch(seed)
-    conf, wrong = row_confidence(scores), y_true != y_pred
+    conf, wrong = _hand_confidence(scores, y_pred), y_true != y_pred
     aurc = confidence_report(y_true, y_pred, scores, max_curve_points=2).aurc
     assert aurc == pytest.approx(_reference_aurc_quadratic(conf, wrong), abs=1e-12)
     assert aurc == pytest.approx(_reference_aurc_unique(conf, wrong), abs=1e-12)
@@ -216,7 +231,7 @@ def test_aurc_matches_independent_references(seed: int) -> None:
 def test_aurc_without_ties_is_the_mean_prefix_risk_of_geifman_and_el_yaniv(seed: int) -> None:
     rng = np.random.default_rng(seed)
     y_true, y_pred, scores = _binary_batch(rng, 300, ties=False)
-    conf = row_confidence(scores)
+    conf = _hand_confidence(scores, y_pred)
     assert np.unique(conf).size == conf.size
     wrong_sorted = (y_true != y_pred)[np.argsort(-conf)]
     prefix_risks = [wrong_sorted[: i + 1].mean() for i in range(conf.size)]
@@ -237,7 +252,7 @@ def test_report_does_not_depend_on_row_order() -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_threshold_matches_brute_force_over_distinct_thresholds(seed: int) -> None:
     y_true, y_pred, scores = _batch(seed)
-    conf, correct = row_confidence(scores), y_true == y_pred
+    conf, correct = _hand_confidence(scores, y_pred), y_true == y_pred
     rng = np.random.default_rng(10_000 + seed)
     targets = [1.0, float(correct.mean()) if correct.any() else 0.5, *rng.uniform(0.3, 1.0, 4).tolist()]
     for target in targets:
@@ -298,7 +313,7 @@ def test_a_tie_group_is_kept_or_dropped_whole() -> None:
 @pytest.mark.parametrize("level", [0.5, 0.7, 0.9])
 def test_over_and_underconfidence_match_direct_masks(seed: int, level: float) -> None:
     y_true, y_pred, scores = _batch(seed)
-    conf, correct = row_confidence(scores), y_true == y_pred
+    conf, correct = _hand_confidence(scores, y_pred), y_true == y_pred
     result = confidence_report(y_true, y_pred, scores, level=level)
     assert result.level == level
     assert result.overconfidence_rate == np.mean(~correct & (conf >= level))
@@ -315,10 +330,64 @@ def test_a_confidence_equal_to_the_level_counts_as_confident() -> None:
 
 
 def test_correctness_uses_the_batch_predictions_not_a_half_threshold() -> None:
-    # p = 0.4 predicted positive (threshold 0.3) and truly positive: right, confidence 0.6
+    # p = 0.4 predicted positive (threshold 0.3) and truly positive: right, confidence 0.4
     result = confidence_report(np.array([1]), np.array([1]), np.array([0.4]), level=0.9)
     assert result.risk_coverage[0].risk == 0.0
+    assert result.risk_coverage[0].threshold == 0.4
     assert result.underconfidence_rate == 1.0
+    assert result.rows_not_most_probable == 1
+
+
+def test_confidence_is_the_probability_of_an_explicit_prediction_that_is_not_the_argmax() -> None:
+    """Hand computation: binary p if predicted positive else 1 - p, multiclass p[row, pred]."""
+    # binary, thresholded at 0.3: rows 1 and 3 are predicted positive below 0.5
+    scores = np.array([0.9, 0.35, 0.2, 0.45, 0.6])
+    y_pred = np.array([1, 1, 0, 1, 0])  # the last: predicted negative above 0.5
+    y_true = np.array([1, 0, 0, 1, 0])
+    np.testing.assert_allclose(row_confidence(scores, y_pred), [0.9, 0.35, 0.8, 0.45, 0.4])
+    result = confidence_report(y_true, y_pred, scores, bins=4, max_curve_points=100, level=0.5)
+    # ascending confidences 0.35 (wrong) 0.4 (right) 0.45 (right) 0.8 (right) 0.9 (right)
+    assert [(p.threshold, p.coverage) for p in result.risk_coverage] == [
+        (0.9, 0.2),
+        (0.8, 0.4),
+        (0.45, 0.6),
+        (0.4, 0.8),
+        (0.35, 1.0),
+    ]
+    assert [p.risk for p in result.risk_coverage] == pytest.approx([0, 0, 0, 0, 0.2])
+    assert result.aurc == pytest.approx(0.2 / 5)  # only the last row's threshold has risk
+    assert result.rows_not_most_probable == 3
+    assert [b.low for b in result.bins] == [0.0, 0.25, 0.5, 0.75]  # below 1/2: bins from 0
+    assert [b.count for b in result.bins] == [0, 3, 0, 2]
+    assert result.overconfidence_rate == 0.0 and result.underconfidence_rate == pytest.approx(0.4)
+    # the positive class may be code 0: the scores are then its probability
+    flipped = confidence_report(1 - y_true, 1 - y_pred, scores, positive=0, max_curve_points=100)
+    assert flipped.risk_coverage == result.risk_coverage
+    # multiclass: the prediction's own probability, not the row maximum
+    probas = np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.25, 0.25, 0.5]])
+    pred = np.array([1, 1, 0])
+    np.testing.assert_allclose(row_confidence(probas, pred), [0.3, 0.6, 0.25])
+    multi = confidence_report(np.array([1, 1, 2]), pred, probas, bins=2)
+    assert multi.rows_not_most_probable == 2
+    assert multi.aurc == pytest.approx(
+        _reference_aurc_quadratic(np.array([0.3, 0.6, 0.25]), pred != [1, 1, 2])
+    )
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_argmax_predictions_keep_the_top_probability_and_the_bins_from_one_over_k(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    if seed % 2:
+        scores = rng.random(80)
+        y_pred = (scores >= 0.5).astype(int)
+    else:
+        scores = rng.dirichlet(np.ones(4), 80)
+        y_pred = scores.argmax(axis=1)
+    y_true = rng.integers(0, 2 if scores.ndim == 1 else 4, 80)
+    result = confidence_report(y_true, y_pred, scores, bins=5)
+    np.testing.assert_array_equal(row_confidence(scores, y_pred), row_confidence(scores))
+    assert result.rows_not_most_probable == 0
+    assert result.bins[0].low == (0.5 if scores.ndim == 1 else 0.25)
 
 
 # --------------------------------------------------------------------------- edge cases and inputs

@@ -14,11 +14,11 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
-from sklearn.preprocessing import label_binarize
 
 from schemas.metrics import MetricsReport
 from service.workers.metrics import (
@@ -45,6 +45,7 @@ class Case:
     n_classes: int = 0
     positive: int | None = None
     weight: np.ndarray | None = None
+    labels: str = "present"
 
     @property
     def class_names(self) -> list[str]:
@@ -65,6 +66,7 @@ class Case:
             scores=take(self.scores),
             metrics=metrics,
             sample_weight=take(self.weight),
+            labels=self.labels,  # type: ignore[arg-type]
         )
 
     def repeated(self) -> Case:
@@ -112,6 +114,20 @@ def _binary_probas(c: Case) -> np.ndarray:
     return p
 
 
+def _kept(c: Case) -> Case:
+    """The rows of positive weight (a row of weight 0 does not make its class occur)."""
+    if c.weight is None:
+        return c
+    keep = c.weight > 0
+    return replace(
+        c,
+        y_true=c.y_true[keep],
+        y_pred=c.y_pred[keep],
+        scores=None if c.scores is None else c.scores[keep],
+        weight=c.weight[keep],
+    )
+
+
 def _prf(fn: Callable[..., float], average: str | None) -> Callable[[Case], float]:
     def ref(c: Case) -> float:
         if average is None:  # binary: the positive class, NaN on zero division
@@ -119,6 +135,14 @@ def _prf(fn: Callable[..., float], average: str | None) -> Callable[[Case], floa
                 lambda: fn(
                     c.y_true, c.y_pred, pos_label=c.positive, zero_division=np.nan, sample_weight=c.weight
                 )
+            )
+        if c.labels == "present":
+            # scikit-learn's default labels: unique_labels(y_true, y_pred)
+            k = _kept(c)
+            if not k.y_true.size:
+                return math.nan
+            return _quiet(
+                lambda: fn(k.y_true, k.y_pred, average=average, zero_division=0, sample_weight=k.weight)
             )
         return _quiet(
             lambda: fn(
@@ -138,6 +162,17 @@ def _roc_auc(c: Case) -> float:
     assert c.scores is not None
     if c.positive is not None:
         return _quiet(lambda: skm.roc_auc_score(c.y_true == c.positive, c.scores, sample_weight=c.weight))
+    if c.labels == "present":
+        # the mean of scikit-learn's binary one-vs-rest AUCs over the classes with labeled rows
+        present = _present(c)
+        if present.size < 2:
+            return math.nan
+        s = c.scores
+
+        def one_vs_rest(k: int) -> float:
+            return _quiet(lambda: skm.roc_auc_score(c.y_true == k, s[:, k], sample_weight=c.weight))
+
+        return float(np.mean([one_vs_rest(k) for k in present]))
     return _quiet(
         lambda: skm.roc_auc_score(
             c.y_true,
@@ -154,14 +189,17 @@ def _average_precision(c: Case) -> float:
     # our rule: undefined unless at least two classes are present (sklearn gives
     # 0.0 with a warning without positives and 1.0 without negatives)
     assert c.scores is not None
-    if _present(c).size < 2:
+    present = _present(c)
+    if present.size < 2:
         return math.nan
     if c.positive is not None:
         is_pos = c.y_true == c.positive
         return _quiet(lambda: skm.average_precision_score(is_pos, c.scores, sample_weight=c.weight))
-    onehot = label_binarize(c.y_true, classes=range(c.n_classes))
+    classes = present if c.labels == "present" else np.arange(c.n_classes)
+    onehot = (c.y_true[:, None] == classes[None, :]).astype(int)
+    scores = c.scores[:, classes]
     return _quiet(
-        lambda: skm.average_precision_score(onehot, c.scores, average="macro", sample_weight=c.weight)
+        lambda: skm.average_precision_score(onehot, scores, average="macro", sample_weight=c.weight)
     )
 
 
@@ -358,13 +396,18 @@ def test_every_registry_metric_has_a_reference() -> None:
         assert info.needs_scores == (info.source == "scores")
 
 
+@pytest.mark.parametrize("labels", ["present", "declared"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_equals_sklearn(case: Case) -> None:
+def test_equals_sklearn(case: Case, labels: str) -> None:
+    """``present``: scikit-learn's default labels; ``declared``: ``labels=range(K)``."""
+    case = replace(case, labels=labels)
     _assert_matches(case, case.run(_metrics_for(case)))
 
 
+@pytest.mark.parametrize("labels", ["present", "declared"])
 @pytest.mark.parametrize("case", [c for c in CASES if c.weight is not None], ids=lambda c: c.name)
-def test_integer_weights_equal_repeated_rows(case: Case) -> None:
+def test_integer_weights_equal_repeated_rows(case: Case, labels: str) -> None:
+    case = replace(case, labels=labels)
     repeated = case.repeated()
     ours_weighted = case.run(_metrics_for(case))
     ours_repeated = repeated.run(_metrics_for(case))
@@ -493,12 +536,67 @@ def test_macro_average_notes_name_the_zeroed_class() -> None:
     assert report.undefined == {"per_class.c.precision": report.undefined["per_class.c.precision"]}
 
 
-def test_multiclass_auc_with_absent_class_is_undefined_and_ap_noted() -> None:
-    c = _drop(_multiclass("m", 0, 4), 3)
+def test_multiclass_auc_with_absent_class_is_undefined_and_ap_noted_when_declared() -> None:
+    c = replace(_drop(_multiclass("m", 0, 4), 3), labels="declared")
     report = c.run(["roc_auc", "average_precision", "balanced_accuracy"])
     assert report.metrics["roc_auc"] is None and "'c3'" in report.undefined["roc_auc"]
     assert report.metrics["average_precision"] is not None and "'c3'" in report.notes["average_precision"]
     assert "'c3'" in report.notes["balanced_accuracy"]
+
+
+def test_multiclass_ranking_metrics_leave_an_absent_class_out_by_default() -> None:
+    c = _drop(_multiclass("m", 0, 4), 3)
+    assert c.scores is not None
+    report = c.run(["roc_auc", "average_precision"])
+    expected_auc = np.mean([skm.roc_auc_score(c.y_true == k, c.scores[:, k]) for k in range(3)])
+    expected_ap = np.mean([skm.average_precision_score(c.y_true == k, c.scores[:, k]) for k in range(3)])
+    assert report.metrics["roc_auc"] == pytest.approx(expected_auc, rel=TOL)
+    assert report.metrics["average_precision"] == pytest.approx(expected_ap, rel=TOL)
+    for name in ("roc_auc", "average_precision"):
+        assert "'c3'" in report.notes[name] and "left out" in report.notes[name], name
+
+
+def test_a_class_that_never_occurs_is_left_out_of_macro_averages_unless_declared() -> None:
+    """Class 'd' is declared but neither labeled nor predicted; class 'c' is only predicted."""
+    y_true = np.array([0, 0, 1, 1, 1, 0, 1, 0])
+    y_pred = np.array([0, 1, 1, 1, 2, 0, 0, 0])
+    names = [f"{b}_{a}" for b in ("precision", "recall", "f1") for a in ("macro", "weighted", "micro")]
+    kwargs: dict[str, Any] = {"n_classes": 4, "class_names": ["a", "b", "c", "d"], "positive": None}
+    present = classification_metrics(y_true, y_pred, scores=None, metrics=names, **kwargs)
+    declared = classification_metrics(y_true, y_pred, scores=None, metrics=names, labels="declared", **kwargs)
+    for name in names:
+        base, _, average = name.partition("_")
+        fn = getattr(skm, f"{base}_score")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            default = fn(y_true, y_pred, average=average, zero_division=0)
+            every = fn(y_true, y_pred, average=average, zero_division=0, labels=range(4))
+        assert present.metrics[name] == pytest.approx(default, rel=TOL, abs=TOL), name
+        assert declared.metrics[name] == pytest.approx(every, rel=TOL, abs=TOL), name
+    # the macro averages differ: 'd' counts as 0 only when declared
+    declared_f1 = declared.metrics["f1_macro"]
+    assert declared_f1 is not None
+    assert present.metrics["f1_macro"] == pytest.approx(4 / 3 * declared_f1)
+    for name in ("precision_macro", "recall_macro", "f1_macro"):
+        assert "'d'" in present.notes[name] and "left out" in present.notes[name], name
+        assert "left out" not in declared.notes.get(name, ""), name
+    # 'c' occurs (it is predicted): it stays in the macro average, its recall 0/0 counted as 0
+    assert "'c'" in present.notes["recall_macro"] and "zero_division=0" in present.notes["recall_macro"]
+    assert "left out" not in present.notes.get("f1_weighted", "")
+    assert present.per_class is not None and set(present.per_class) == {"a", "b", "c", "d"}
+
+
+def test_labels_option_is_validated() -> None:
+    with pytest.raises(ValueError, match="labels"):
+        classification_metrics(
+            np.array([0, 1]),
+            np.array([0, 1]),
+            n_classes=2,
+            class_names=["a", "b"],
+            positive=1,
+            scores=None,
+            labels="all",  # type: ignore[arg-type]
+        )
 
 
 def test_regression_undefined_and_notes() -> None:

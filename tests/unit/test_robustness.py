@@ -424,17 +424,56 @@ def _expect(expect: str, original: Answers, changed: Answers, **kwargs: Any) -> 
     )
 
 
-def test_same_counts_label_changes_and_score_moves_beyond_tolerance() -> None:
+def test_same_counts_score_moves_beyond_tolerance_not_flips_within_it() -> None:
     o = _binary(["no", "no", "no", "yes", "no", "no"], [0.50, 0.50, 0.30, 0.70, 0.49, 0.2])
     c = _binary(["no", "no", "no", "no", "yes", "no"], [0.51, 0.5100001, 0.29, 0.695, 0.50, 0.2])
     # row 0: exactly the tolerance (0.51 - 0.50 is 0.010000000000000009 in floats): not a violation
     # row 1: just beyond; row 2: -0.01 exactly: fine; row 3: label change within tolerance;
-    # row 4: label change of 0.01; row 5: unchanged
+    # row 4: label change of 0.01 (a score hovering at the threshold); row 5: unchanged
     r = _expect("same", o, c)
-    assert (r.rows, r.violations, r.violation_rate) == (6, 3, 0.5)
-    assert [e.sample_id for e in r.examples] == ["s1", "s3", "s4"]
+    assert (r.rows, r.violations) == (6, 1)
+    assert r.violation_rate == pytest.approx(1 / 6)
+    assert [e.sample_id for e in r.examples] == ["s1"]
     assert r.details["basis"] == "scores" and r.details["label_changes"] == 2
+    assert r.details["label_changes_within_tolerance"] == 2
     assert r.mean_score_change == pytest.approx((0.01 + 0.0100001 - 0.01 - 0.005 + 0.01) / 6)
+    # a flip with a score move beyond the tolerance is a violation
+    far = _expect("same", _binary(["no"], [0.45]), _binary(["yes"], [0.55]))
+    assert (far.violations, far.details["label_changes_within_tolerance"]) == (1, 0)
+
+
+def test_a_score_hovering_at_the_threshold_is_not_an_invariance_or_directional_violation() -> None:
+    """0.500 -> 0.495 flips the label (the endpoint thresholds at 0.5) but moves by 0.005."""
+    o = answers_from_predictions(
+        [0.500, 0.700, 0.300], task="binary", classes=["no", "yes"], positive_class="yes"
+    )
+    c = answers_from_predictions(
+        [0.495, 0.705, 0.200], task="binary", classes=["no", "yes"], positive_class="yes"
+    )
+    assert o.predictions.tolist() == ["yes", "yes", "no"] and c.predictions.tolist() == ["no", "yes", "no"]
+    same = _expect("same", o, c)
+    assert same.violations == 1 and [e.sample_id for e in same.examples] == ["s2"]  # only the 0.1 move
+    assert same.details["label_changes"] == 1 and same.details["label_changes_within_tolerance"] == 1
+    up = _expect("increase", o, c)
+    assert up.violations == 1 and [e.sample_id for e in up.examples] == ["s2"]
+    assert _expect("decrease", o, c).violations == 0
+    # tolerance 0: every move counts, the flip included
+    assert _expect("same", o, c, tolerance=0.0).violations == 3
+
+
+def test_multiclass_flips_need_every_class_probability_within_the_tolerance() -> None:
+    before = [[0.400, 0.395, 0.205], [0.5, 0.3, 0.2], [0.6, 0.3, 0.1]]
+    after = [[0.395, 0.400, 0.205], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]
+    o = answers_from_predictions(before, task="multiclass", classes=["a", "b", "c"])
+    c = answers_from_predictions(after, task="multiclass", classes=["a", "b", "c"])
+    # row 0: a near tie swaps (every probability within 0.005); row 1: a real change of class,
+    # although the predicted class's probability is 0.5 on both sides
+    r = _expect("same", o, c, task="multiclass")
+    assert (r.violations, [e.sample_id for e in r.examples]) == (1, ["s1"])
+    assert r.details["label_changes"] == 2 and r.details["label_changes_within_tolerance"] == 1
+    # without probability vectors a change of class cannot be judged from the scores: it counts
+    bare_o, bare_c = Answers(o.predictions, o.scores), Answers(c.predictions, c.scores)
+    assert _expect("same", bare_o, bare_c, task="multiclass").violations == 2
 
 
 def test_same_with_zero_tolerance_ignores_only_rounding() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,8 @@ from service.workers.significance import (
     class_constant_paired_se,
     constant_score_class_influence,
     constant_score_influence,
+    decide,
+    delta_method_difference,
     influence_se,
     interval_verdict,
     mcnemar_exact,
@@ -209,7 +212,7 @@ def test_score_gradients_equal_finite_differences(task: str, ties: bool) -> None
         y, _, s = _multiclass(3, 300)
         k, positive = 3, None
     prepared = ScoreStatistics(y, s, n_classes=k, positive=positive, names=SCORE_METRICS)
-    grads = score_influence(y, s, n_classes=k, positive=positive, stats=prepared)
+    grads = score_influence(y, s, n_classes=k, positive=positive, stats=prepared, ddof=0)
     order = np.arange(y.size) if prepared.row_order is None else prepared.row_order
 
     def evaluate(w: np.ndarray) -> dict[str, float]:
@@ -229,7 +232,7 @@ def test_regression_gradients_equal_finite_differences() -> None:
     y = rng.normal(3, 2, 200)
     yp = y + rng.normal(0, 1, 200)
     names = ["mae", "rmse", "mape", "r2"]
-    grads = regression_influence(y, yp, names=names)
+    grads = regression_influence(y, yp, names=names, ddof=0)
     prepared = RegressionStatistics(y, yp, names=names, presort=False)
     rows = np.arange(0, 200, 7)
     numeric = _finite_difference(prepared.values, y.size, rows)
@@ -329,22 +332,163 @@ def test_paired_row_bootstrap_of_score_metrics_matches_explicit_resampling() -> 
     assert all(np.array_equal(ours[m], again[m]) for m in SCORE_METRICS)  # seeded
 
 
-def test_delong_standard_error_matches_scipy_free_reference() -> None:
-    """DeLong's variance from placements: S10 / m + S01 / n (ddof 0 equals the IJ variance)."""
-    y, _, s = _binary(10, 400, ties=True)
-    pos, neg = s[y == 1], s[y == 0]
-    v10 = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean(axis=1)
-    v01 = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean(axis=0)
-    var = v10.var() / pos.size + v01.var() / neg.size
-    g = score_influence(
-        y, s, n_classes=2, positive=1, stats=ScoreStatistics(y, s, n_classes=2, positive=1, names=["roc_auc"])
-    )["roc_auc"]
+def _delong_textbook(y: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong, DeLong & Clarke-Pearson (1988), written from the paper: the AUCs of one or
+    more scorers on the same rows and their covariance matrix ``S10 / m + S01 / n``.
+
+    With X the m positives' and Y the n negatives' scores and
+    ``psi(x, y) = 1 if x > y, 1/2 if x == y, 0 otherwise``, the structural components
+    are ``V10(X_i) = mean_j psi(X_i, Y_j)`` and ``V01(Y_j) = mean_i psi(X_i, Y_j)``,
+    ``S10[r, s] = sum_i (V10_r(X_i) - A_r)(V10_s(X_i) - A_s) / (m - 1)`` and
+    ``S01[r, s] = sum_j (V01_r(Y_j) - A_r)(V01_s(Y_j) - A_s) / (n - 1)``.
+    """
+    v10s, v01s, aucs = [], [], []
+    for s in scores:
+        x, z = s[y == 1], s[y == 0]
+        psi = (x[:, None] > z[None, :]) + 0.5 * (x[:, None] == z[None, :])
+        v10s.append(psi.mean(axis=1))
+        v01s.append(psi.mean(axis=0))
+        aucs.append(psi.mean())
+    auc = np.array(aucs)
+    v10, v01 = np.array(v10s), np.array(v01s)
+    m, n = v10.shape[1], v01.shape[1]
+    s10 = (v10 - auc[:, None]) @ (v10 - auc[:, None]).T / (m - 1)
+    s01 = (v01 - auc[:, None]) @ (v01 - auc[:, None]).T / (n - 1)
+    return auc, s10 / m + s01 / n
+
+
+def _auc_terms(y: np.ndarray, s: np.ndarray, ddof: int = 1) -> np.ndarray:
+    stats = ScoreStatistics(y, s, n_classes=2, positive=1, names=["roc_auc"])
+    g = score_influence(y, s, n_classes=2, positive=1, stats=stats, ddof=ddof)["roc_auc"]
     assert g is not None
-    assert influence_se(g) == pytest.approx(math.sqrt(var), rel=1e-10)
+    return g
 
 
+@pytest.mark.parametrize(("n", "ties"), [(400, True), (400, False), (25, False), (12, True)])
+def test_delong_standard_errors_equal_the_textbook_formulas(n: int, ties: bool) -> None:
+    """One AUC and the difference of two correlated AUCs, against DeLong's paper (m - 1, n - 1)."""
+    y, _, sa = _binary(10 + n, n, ties=ties)
+    rng = np.random.default_rng(n)
+    sb = np.clip(sa + rng.normal(0, 0.3, n), 0, 1)
+    if ties:
+        sb = np.round(sb, 1)
+    auc, cov = _delong_textbook(y, sa, sb)
+    ga, gb = _auc_terms(y, sa), _auc_terms(y, sb)
+    assert influence_se(ga) == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-10)
+    assert influence_se(gb) == pytest.approx(math.sqrt(cov[1, 1]), rel=1e-10)
+    paired_var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    assert influence_se(ga - gb) == pytest.approx(math.sqrt(paired_var), rel=1e-9)
+    assert paired_influence_se(ga, gb) == pytest.approx(math.sqrt(paired_var), rel=1e-9)
+    d = delta_method_difference(auc[0] - auc[1], [], confidence=0.95, paired=(ga, gb))
+    z = stats.norm.ppf(0.975)
+    assert (d.low, d.high) == pytest.approx(
+        (auc[0] - auc[1] - z * math.sqrt(paired_var), auc[0] - auc[1] + z * math.sqrt(paired_var)), rel=1e-9
+    )
+    # the bare gradients give the (m, n)-denominator infinitesimal jackknife: smaller
+    assert influence_se(_auc_terms(y, sa, ddof=0)) < influence_se(ga)
+
+
+def test_delong_variance_matches_a_large_bootstrap() -> None:
+    y, _, s = _binary(41, 300)
+    stats_ = ScoreStatistics(y, s, n_classes=2, positive=1, names=["roc_auc"])
+    rng = np.random.default_rng(3)
+    order = stats_.row_order
+    assert order is not None
+    replicates = []
+    for _ in range(4000):
+        w = np.bincount(rng.integers(0, y.size, y.size), minlength=y.size).astype(float)
+        replicates.append(stats_.values(w[order])["roc_auc"])
+    assert influence_se(_auc_terms(y, s)) == pytest.approx(np.std(replicates, ddof=1), rel=0.05)
+
+
+@pytest.mark.parametrize("n", [8, 30, 500])
+def test_delta_method_of_means_uses_the_sample_variance(n: int) -> None:
+    """Log loss, Brier score, MAE, MAPE: se = std(per-row loss, ddof=1) / sqrt(n), from explicit losses."""
+    y, _, s = _binary(50 + n, n)
+    y[:2] = [0, 1]
+    stats_ = ScoreStatistics(y, s, n_classes=2, positive=1, names=["log_loss", "brier_score"])
+    terms = score_influence(y, s, n_classes=2, positive=1, stats=stats_)
+    p_true = np.clip(np.where(y == 1, s, 1 - s), np.finfo(float).eps, 1 - np.finfo(float).eps)
+    expected = {"log_loss": -np.log(p_true), "brier_score": (y - s) ** 2}
+    for name, rows in expected.items():
+        g = terms[name]
+        assert g is not None
+        assert influence_se(g) == pytest.approx(np.std(rows, ddof=1) / math.sqrt(n), rel=1e-10), name
+    rng = np.random.default_rng(n)
+    yt = rng.normal(3, 2, n)
+    yp = yt + rng.normal(0, 1, n)
+    reg = regression_influence(yt, yp, names=["mae", "mape", "rmse", "r2"])
+    rows = {"mae": np.abs(yp - yt), "mape": np.abs(yp - yt) / np.abs(yt)}
+    for name, values in rows.items():
+        g = reg[name]
+        assert g is not None
+        assert influence_se(g) == pytest.approx(np.std(values, ddof=1) / math.sqrt(n), rel=1e-10), name
+    # rmse = sqrt(mse): the delta method on the mean of squared errors, with ddof=1
+    sq = (yp - yt) ** 2
+    g = reg["rmse"]
+    assert g is not None
+    expected_rmse = np.std(sq, ddof=1) / math.sqrt(n) / (2 * math.sqrt(sq.mean()))
+    assert influence_se(g) == pytest.approx(expected_rmse, rel=1e-10)
+
+
+def test_delta_method_of_average_precision_and_r2_uses_the_sample_variance_of_the_influence() -> None:
+    """The influence function n dT/dw_k by finite differences of scikit-learn's weighted
+    metrics; Var = np.var(IF, ddof=1) / n."""
+    from sklearn import metrics as skm  # type: ignore[import-untyped]
+
+    y, _, s = _binary(60, 80)
+    h = 1e-6
+
+    def numeric_if(fn: Callable[[np.ndarray], float], n: int) -> np.ndarray:
+        out = np.empty(n)
+        for k in range(n):
+            up, down = np.ones(n), np.ones(n)
+            up[k] += h
+            down[k] -= h
+            out[k] = n * (fn(up) - fn(down)) / (2 * h)
+        return out
+
+    ap_if = numeric_if(lambda w: skm.average_precision_score(y, s, sample_weight=w), y.size)
+    stats_ = ScoreStatistics(y, s, n_classes=2, positive=1, names=["average_precision"])
+    g = score_influence(y, s, n_classes=2, positive=1, stats=stats_)["average_precision"]
+    assert g is not None
+    expected = math.sqrt(np.var(ap_if, ddof=1) / y.size)
+    assert influence_se(g) == pytest.approx(expected, rel=1e-5)
+    rng = np.random.default_rng(61)
+    yt = rng.normal(3, 2, 60)
+    yp = yt + rng.normal(0, 1, 60)
+    r2_if = numeric_if(lambda w: skm.r2_score(yt, yp, sample_weight=w), yt.size)
+    g = regression_influence(yt, yp, names=["r2"])["r2"]
+    assert g is not None
+    assert influence_se(g) == pytest.approx(math.sqrt(np.var(r2_if, ddof=1) / yt.size), rel=1e-5)
+
+
+def test_influence_terms_are_the_gradients_times_the_finite_sample_factors() -> None:
+    y, _, s = _multiclass(12, 200)
+    y[:3] = [0, 1, 2]
+    stats_ = ScoreStatistics(y, s, n_classes=3, positive=None, names=SCORE_METRICS)
+    bare = score_influence(y, s, n_classes=3, positive=None, stats=stats_, ddof=0)
+    terms = score_influence(y, s, n_classes=3, positive=None, stats=stats_)
+    n = y.size
+    for name in ("average_precision", "log_loss", "brier_score"):
+        g0, g1 = bare[name], terms[name]
+        assert g0 is not None and g1 is not None
+        np.testing.assert_allclose(g1, g0 * math.sqrt(n / (n - 1)), rtol=1e-12, err_msg=name)
+    # macro AUC: the mean of the per-class DeLong terms, each scaled by its own class counts
+    expected = np.zeros(n)
+    for c in range(3):
+        is_c = (y == c).astype(int)
+        expected += _auc_terms(is_c, np.ascontiguousarray(s[:, c])) / 3
+    g = terms["roc_auc"]
+    assert g is not None
+    np.testing.assert_allclose(g, expected, rtol=1e-10, atol=1e-15)
+    with pytest.raises(ValueError, match="ddof"):
+        regression_influence(np.arange(3.0), np.arange(3.0), names=["mae"], ddof=2)
+
+
+@pytest.mark.parametrize("labels", ["present", "declared"])
 @pytest.mark.parametrize("case", ["binary", "multiclass", "multiclass_absent_class"])
-def test_constant_scores_need_no_sort(case: str) -> None:
+def test_constant_scores_need_no_sort(case: str, labels: str) -> None:
     """The shortcut for probabilities shared by all rows equals the general gradients."""
     rng = np.random.default_rng(15)
     if case == "binary":
@@ -360,9 +504,23 @@ def test_constant_scores_need_no_sort(case: str) -> None:
         scores,
         n_classes=k,
         positive=positive,
-        stats=ScoreStatistics(y, scores, n_classes=k, positive=positive, names=SCORE_METRICS),
+        stats=ScoreStatistics(
+            y,
+            scores,
+            n_classes=k,
+            positive=positive,
+            names=SCORE_METRICS,
+            labels=labels,  # type: ignore[arg-type]
+        ),
     )
-    shortcut = constant_score_influence(y, row, n_classes=k, positive=positive, names=SCORE_METRICS)
+    shortcut = constant_score_influence(
+        y,
+        row,
+        n_classes=k,
+        positive=positive,
+        names=SCORE_METRICS,
+        labels=labels,  # type: ignore[arg-type]
+    )
     assert general.keys() == shortcut.keys()
     for name, g in general.items():
         s = shortcut[name]
@@ -372,11 +530,14 @@ def test_constant_scores_need_no_sort(case: str) -> None:
             assert s is not None, name
             np.testing.assert_allclose(s, g, rtol=1e-9, atol=1e-15, err_msg=name)
     if case == "multiclass_absent_class":
-        assert shortcut["roc_auc"] is None and shortcut["average_precision"] is not None
+        # declared: the absent class makes the macro AUC undefined; present: it is left out
+        assert (shortcut["roc_auc"] is None) == (labels == "declared")
+        assert shortcut["average_precision"] is not None
 
 
+@pytest.mark.parametrize("labels", ["present", "declared"])
 @pytest.mark.parametrize("case", ["binary", "multiclass", "multiclass_absent_class"])
-def test_constant_scores_per_class_gradients_gather_to_the_row_gradients(case: str) -> None:
+def test_constant_scores_per_class_gradients_gather_to_the_row_gradients(case: str, labels: str) -> None:
     """One value per class, equal to every row's constant-score gradient of that class; the
     paired standard error against them equals the row-by-row one."""
     rng = np.random.default_rng(16)
@@ -386,11 +547,10 @@ def test_constant_scores_per_class_gradients_gather_to_the_row_gradients(case: s
         k, positive = 4, None
         y = rng.integers(0, 3 if case.endswith("absent_class") else 4, 500)
         row = np.array([0.1, 0.2, 0.3, 0.4])
-    rows = constant_score_influence(y, row, n_classes=k, positive=positive, names=SCORE_METRICS)
+    options: dict[str, Any] = {"n_classes": k, "positive": positive, "names": SCORE_METRICS, "labels": labels}
+    rows = constant_score_influence(y, row, **options)
     support = np.bincount(y, minlength=k)
-    per_class = constant_score_class_influence(
-        support, row, n_classes=k, positive=positive, names=SCORE_METRICS
-    )
+    per_class = constant_score_class_influence(support, row, **options)
     assert rows.keys() == per_class.keys()
     for name, g in rows.items():
         c = per_class[name]
@@ -552,3 +712,126 @@ def test_paired_influence_se_equals_the_se_of_the_difference(n: int) -> None:
     assert paired_influence_se(a, a) == 0.0
     with pytest.raises(ValueError, match="shape"):
         paired_influence_se(a, np.zeros(n + 1))
+
+
+def test_the_slices_finite_sample_factor_is_the_one_of_the_influence_terms() -> None:
+    from service.workers.slices.inference import unbiased_factor
+
+    counts = np.array([0, 1, 2, 3, 10, 1000])
+    expected = [1.0, 1.0, 2.0, 1.5, 10 / 9, 1000 / 999]
+    np.testing.assert_allclose(unbiased_factor(counts), expected, rtol=1e-15)
+    # a mean of losses: sum of squared terms = var(ddof=1) / n
+    rows = np.random.default_rng(0).random(10)
+    g = (rows - rows.mean()) / rows.size
+    assert float(g @ g) * unbiased_factor(np.array(10))[()] == pytest.approx(np.var(rows, ddof=1) / 10)
+
+
+# --------------------------------------------------------------------------- verdicts beside intervals
+
+
+def _consistent(c: Any, *, greater_is_better: bool = True) -> None:
+    """The verdict never contradicts the printed interval of model - baseline."""
+    iv = c.difference_interval
+    if iv is None:
+        assert c.decided_by in (None, "p_value")
+        return
+    assert c.decided_by == "interval" and c.interval_method is not None
+    up, down = iv.low > 0, iv.high < 0
+    better_side = up if greater_is_better else down
+    worse_side = down if greater_is_better else up
+    expected = "better" if better_side else "worse" if worse_side else "no_significant_difference"
+    assert c.verdict == expected, (c.verdict, iv)
+
+
+def test_mcnemar_and_the_bootstrap_interval_disagree_and_the_interval_decides() -> None:
+    """5 rows only the model gets right, none only the baseline: McNemar's exact p = 2 / 2^5 =
+    0.0625 is not significant, while the paired bootstrap interval of the accuracy difference
+    excludes 0 (a resample without any of the 5 rows has probability ~e^-5 < 2.5%)."""
+    from service.workers.baselines import Side, compare
+
+    n = 200
+    y = np.tile([0, 1], n // 2)
+    model = y.copy()
+    baseline = y.copy()
+    baseline[:5] = 1 - y[:5]  # the 5 discordant rows: the model right, the baseline wrong
+    model[100:130] = 1 - y[100:130]  # both wrong here: concordant
+    baseline[100:130] = 1 - y[100:130]
+    result = compare(
+        Side(y, model),
+        Side(y, baseline),
+        task="binary",
+        metrics=["accuracy"],
+        paired=True,
+        primary_metric="accuracy",
+        n_classes=2,
+        positive=1,
+        samples=2000,
+        seed=0,
+    )
+    c = result.significance["accuracy"]
+    assert c.test == "mcnemar_exact" and c.interval_method == "paired_bootstrap"
+    assert c.p_value == pytest.approx(stats.binomtest(5, 5, 0.5).pvalue, rel=1e-12)
+    assert c.p_value is not None and c.p_value > 0.05
+    assert c.difference_interval is not None and c.difference_interval.low > 0  # they disagree
+    _consistent(c)
+    assert c.verdict == "better" and c.decided_by == "interval"
+    assert c.note is not None and "mcnemar_exact" in c.note and "follows the interval" in c.note
+    assert result.beats is True
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_verdicts_never_contradict_their_intervals(seed: int) -> None:
+    from service.workers.baselines import Side, compare
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 120))
+    y = rng.integers(0, 2, n)
+    s = np.clip(0.5 * y + 0.5 * rng.random(n), 0, 1)
+    sb = np.clip(s + rng.normal(0, 0.2, n), 0, 1)
+    names = ["accuracy", "f1", "roc_auc", "log_loss"]
+    for paired in (True, False):
+        result = compare(
+            Side(y, (s >= 0.5).astype(int), s),
+            Side(y, (sb >= 0.5).astype(int), sb),
+            task="binary",
+            metrics=names,
+            paired=paired,
+            primary_metric="accuracy",
+            n_classes=2,
+            positive=1,
+            samples=300,
+            seed=seed,
+        )
+        for name, c in result.significance.items():
+            _consistent(c, greater_is_better=METRICS[name].greater_is_better)
+            if c.note is not None:
+                assert c.decided_by == "interval"
+
+
+def test_decide_without_an_interval_uses_the_p_value() -> None:
+    d = decide(
+        0.1,
+        p_value=0.01,
+        interval=None,
+        greater_is_better=True,
+        alpha=0.05,
+        test="binomial",
+        interval_method=None,
+    )
+    assert d == ("better", "p_value", None)
+    assert decide(
+        0.1, p_value=None, interval=None, greater_is_better=True, alpha=0.05, test=None, interval_method=None
+    ) == ("undefined", None, None)
+    # the test significant, the interval across 0: no "better" beside an interval containing 0
+    across = normal_difference(0.02, 0.02, confidence=0.95)
+    d = decide(
+        0.02,
+        p_value=0.001,
+        interval=across,
+        greater_is_better=True,
+        alpha=0.05,
+        test="mcnemar_exact",
+        interval_method="paired_bootstrap",
+    )
+    assert d.verdict == "no_significant_difference" and d.decided_by == "interval"
+    assert d.note is not None and "includes 0" in d.note

@@ -78,9 +78,8 @@ def _prf(fn: Callable[..., float], average: str | None) -> Callable[[Rows], floa
     def ref(r: Rows) -> float:
         if average is None:
             return _quiet(lambda: fn(r.y_true, r.y_pred, pos_label=r.positive, zero_division=np.nan))
-        return _quiet(
-            lambda: fn(r.y_true, r.y_pred, labels=range(r.n_classes), average=average, zero_division=0)
-        )
+        # scikit-learn's default: the classes present in labels or predictions
+        return _quiet(lambda: fn(r.y_true, r.y_pred, average=average, zero_division=0))
 
     return ref
 
@@ -91,13 +90,11 @@ def _roc_auc(r: Rows) -> float:
         if np.unique(r.y_true).size < 2:
             return math.nan
         return _quiet(lambda: skm.roc_auc_score(r.y_true == r.positive, r.scores))
-    if _present(r).size < r.n_classes:
-        return math.nan  # a class without rows: its one-vs-rest AUC, and the macro mean, are nan
-    return _quiet(
-        lambda: skm.roc_auc_score(
-            r.y_true, r.scores, multi_class="ovr", average="macro", labels=range(r.n_classes)
-        )
-    )
+    present = _present(r)
+    if present.size < 2:
+        return math.nan
+    # one-vs-rest over the classes with labeled rows (as scikit-learn takes them from y_true)
+    return float(np.mean([skm.roc_auc_score(r.y_true == c, r.scores[:, c]) for c in present]))
 
 
 def _average_precision(r: Rows) -> float:
@@ -106,8 +103,7 @@ def _average_precision(r: Rows) -> float:
         return math.nan  # the metrics worker's rule
     if r.positive is not None:
         return _quiet(lambda: skm.average_precision_score(r.y_true == r.positive, r.scores))
-    onehot = label_binarize(r.y_true, classes=range(r.n_classes))
-    return _quiet(lambda: skm.average_precision_score(onehot, r.scores, average="macro"))
+    return float(np.mean([skm.average_precision_score(r.y_true == c, r.scores[:, c]) for c in _present(r)]))
 
 
 def _log_loss(r: Rows) -> float:
@@ -168,8 +164,63 @@ REFERENCES: dict[str, Callable[[Rows], float]] = {
 }
 
 
+def _prf_declared(fn: Callable[..., float], average: str | None) -> Callable[[Rows], float]:
+    """scikit-learn with ``labels=range(K)``: a declared class without rows counts as 0 in the macro mean."""
+    if average is None:
+        return _prf(fn, average)
+
+    def ref(r: Rows) -> float:
+        return _quiet(
+            lambda: fn(r.y_true, r.y_pred, labels=range(r.n_classes), average=average, zero_division=0)
+        )
+
+    return ref
+
+
+def _roc_auc_declared(r: Rows) -> float:
+    assert r.scores is not None
+    if r.positive is not None or _present(r).size < 2:
+        return _roc_auc(r)
+    # nan (an UndefinedMetricWarning) as soon as a declared class has no rows
+    return _quiet(
+        lambda: skm.roc_auc_score(
+            r.y_true, r.scores, multi_class="ovr", average="macro", labels=range(r.n_classes)
+        )
+    )
+
+
+def _average_precision_declared(r: Rows) -> float:
+    assert r.scores is not None
+    if r.positive is not None or _present(r).size < 2:
+        return _average_precision(r)
+    # a class without labeled rows counts as AP 0
+    onehot = label_binarize(r.y_true, classes=range(r.n_classes))
+    return _quiet(lambda: skm.average_precision_score(onehot, r.scores, average="macro"))
+
+
+#: the references of ``labels="declared"`` (scikit-learn's ``labels=range(K)``)
+DECLARED_REFERENCES: dict[str, Callable[[Rows], float]] = {
+    **REFERENCES,
+    "roc_auc": _roc_auc_declared,
+    "average_precision": _average_precision_declared,
+    **{
+        base + suffix: _prf_declared(fn, average)
+        for base, fn in (
+            ("precision", skm.precision_score),
+            ("recall", skm.recall_score),
+            ("f1", skm.f1_score),
+        )
+        for suffix, average in (("_macro", "macro"), ("_weighted", "weighted"))
+    },
+}
+
+
+def _references(labels: str) -> dict[str, Callable[[Rows], float]]:
+    return DECLARED_REFERENCES if labels == "declared" else REFERENCES
+
+
 def test_every_registry_metric_has_a_reference() -> None:
-    assert set(REFERENCES) == set(METRICS)
+    assert set(REFERENCES) == set(METRICS) == set(DECLARED_REFERENCES)
 
 
 # ----------------------------------------------------------------------------- cases
@@ -259,8 +310,12 @@ def _key(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _assert_slices_match(rows: Rows, frame: pd.DataFrame, keys: list[str], group: SliceGroup) -> None:
-    """Each slice's metrics equal scikit-learn's on the rows pandas groups under the same key."""
+def _assert_slices_match(
+    rows: Rows, frame: pd.DataFrame, keys: list[str], group: SliceGroup, *, labels: str = "present"
+) -> None:
+    """Each slice's metrics equal scikit-learn's on the rows pandas groups under the same key
+    (``labels``: scikit-learn's default or ``labels=range(K)``, see :func:`_references`)."""
+    references = _references(labels)
     index = frame.reset_index(drop=True).assign(_row=np.arange(len(frame)))
     by_conditions = {tuple(s.conditions[c] for c in keys): s for s in group.slices}
     grouped = index.groupby(keys, dropna=False, sort=False)["_row"]
@@ -274,7 +329,7 @@ def _assert_slices_match(rows: Rows, frame: pd.DataFrame, keys: list[str], group
         assert got.n == mask.sum()
         assert got.share == pytest.approx(mask.mean(), rel=TOL)
         for name in _metrics_for(rows.task):
-            expected = REFERENCES[name](part)
+            expected = references[name](part)
             value = got.metrics[name].value
             if math.isnan(expected):
                 assert value is None, f"{cond} {name}: {value}, sklearn says undefined"
@@ -650,6 +705,139 @@ def test_correction_none_uses_raw_p_values() -> None:
     assert len(raw) >= len(adjusted)
     assert all(f["p_value"] <= 0.05 for f in raw)
     assert all(f["p_adjusted"] >= f["p_value"] for f in adjusted)
+
+
+# ----------------------------------------------------------------------------- labels: present / declared
+
+
+def _absent_classes(
+    seed: int, n: int = 2000, *, class3_predicted: bool, drop2: bool
+) -> tuple[Rows, pd.DataFrame]:
+    """Four declared classes; class 3 is never labeled (predicted now and then with
+    ``class3_predicted``); with ``drop2`` class 2 is neither labeled nor predicted in the ZA slice."""
+    rng = np.random.default_rng(seed)
+    probas = rng.dirichlet(np.ones(4), n)
+    first3 = probas[:, :3] / probas[:, :3].sum(axis=1, keepdims=True)
+    y = (first3.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1).clip(0, 2)
+    pred = probas.argmax(axis=1) if class3_predicted else probas[:, :3].argmax(axis=1)
+    frame = _features(n, rng)
+    if drop2:
+        za = (frame["country"] == "ZA").to_numpy()
+        y[za & (y == 2)] = 0
+        pred[za & (pred == 2)] = 1
+    return Rows("multiclass", y, pred, probas, 4, None), frame
+
+
+def _slice_mask(frame: pd.DataFrame, column: str, condition: Any) -> np.ndarray:
+    return np.array([_key(v) == condition for v in frame[column]])
+
+
+@pytest.mark.parametrize("labels", ["present", "declared"])
+def test_macro_metrics_per_slice_equal_sklearn_with_absent_classes(labels: str) -> None:
+    """A class never labeled (but predicted), one absent from a slice: every slice's value and the
+    rest's equal scikit-learn's with its default labels or ``labels=range(K)``."""
+    rows, frame = _absent_classes(30, class3_predicted=True, drop2=True)
+    references = _references(labels)
+    group, _ = _run(rows, [_codes(frame, "country")], labels=labels)
+    _assert_slices_match(rows, frame, ["country"], group, labels=labels)
+    za = next(s for s in group.slices if s.conditions["country"] == "ZA")
+    if labels == "declared":
+        # class 3 has no labeled rows anywhere: the declared macro ROC AUC is undefined everywhere
+        assert all(s.metrics["roc_auc"].value is None for s in group.slices)
+        assert all(s.metrics["average_precision"].value is not None for s in group.slices)
+    else:
+        # ZA: the one-vs-rest mean over its two classes with rows
+        part = rows.take(_slice_mask(frame, "country", "ZA"))
+        assert part.scores is not None
+        two = np.mean([skm.roc_auc_score(part.y_true == c, part.scores[:, c]) for c in (0, 1)])
+        assert za.metrics["roc_auc"].value == pytest.approx(two, rel=1e-12)
+    cross = [_codes(frame, "country"), _codes(frame, "mobile")]
+    group, _ = _run(rows, cross, labels=labels)
+    _assert_slices_match(rows, frame, ["country", "mobile"], group, labels=labels)
+    # the rest of each slice, as tested against it
+    ev = SliceEvaluator(
+        rows.y_true,
+        rows.y_pred,
+        task="multiclass",
+        n_classes=4,
+        scores=rows.scores,
+        metrics=_metrics_for("multiclass"),
+        min_support=1,
+        labels=labels,  # type: ignore[arg-type]
+    )
+    _, tests = ev.evaluate([_codes(frame, "country")])
+    checked = set()
+    for t in tests.tests:
+        rest = rows.take(~_slice_mask(frame, "country", tests.conditions[t.slice]["country"]))
+        assert t.rest == pytest.approx(references[t.metric](rest), rel=TOL, abs=TOL), t
+        checked.add(t.metric)
+    assert {"f1_macro", "precision_macro", "recall_macro"} <= checked
+    assert ("roc_auc" in checked) == (labels == "present")
+
+
+@pytest.mark.parametrize("labels", ["present", "declared"])
+def test_macro_ranking_intervals_with_absent_classes_are_the_delta_method(labels: str) -> None:
+    """The macro mean's gradient is over the classes it averages: those with rows ("present") or
+    all of them ("declared"), as significance.score_influence with the same labels."""
+    rows, frame = _absent_classes(31, class3_predicted=True, drop2=True)
+    names = ["roc_auc", "average_precision"]
+    group, _ = _run(rows, [_codes(frame, "country")], metrics=names, labels=labels)
+    checked = 0
+    for s in group.slices:
+        part = rows.take(_slice_mask(frame, "country", s.conditions["country"]))
+        assert part.scores is not None
+        stats = ScoreStatistics(
+            part.y_true,
+            part.scores,
+            n_classes=4,
+            positive=None,
+            names=names,
+            labels=labels,  # type: ignore[arg-type]
+        )
+        value = stats.values()
+        grads = score_influence(part.y_true, part.scores, n_classes=4, positive=None, stats=stats)
+        for name in names:
+            m = s.metrics[name]
+            g = grads[name]
+            assert (m.value is None) == math.isnan(value[name]) == (g is None), (s.conditions, name)
+            if m.value is None or g is None:
+                continue
+            assert m.value == pytest.approx(value[name], rel=1e-12)
+            se = influence_se(g)
+            assert m.interval is not None
+            expected = (max(0.0, m.value - Z95 * se), min(1.0, m.value + Z95 * se))
+            assert (m.interval.low, m.interval.high) == pytest.approx(expected, abs=1e-9), name
+            checked += 1
+    assert checked == len(group.slices) * (2 if labels == "present" else 1)
+
+
+def test_a_class_that_never_occurs_scales_the_macro_metrics_by_three_quarters() -> None:
+    """Class 3 is neither labeled nor predicted anywhere (nor in any resample): declared, every
+    macro value, interval and rest is 3/4 of the present one (same draws), its p-values equal;
+    the other metrics do not change."""
+    rows, frame = _absent_classes(32, class3_predicted=False, drop2=False)
+    groups = [_codes(frame, "country")]
+    present, _ = _run(rows, groups, bootstrap_samples=300)
+    assert _run(rows, groups, bootstrap_samples=300, labels="present")[0] == present  # the default
+    declared, _ = _run(rows, groups, bootstrap_samples=300, labels="declared")
+    _assert_slices_match(rows, frame, ["country"], present)
+    _assert_slices_match(rows, frame, ["country"], declared, labels="declared")
+    scaled = ("precision_macro", "recall_macro", "f1_macro", "average_precision")
+    for p, d in zip(present.slices, declared.slices, strict=True):
+        for name in _metrics_for("multiclass"):
+            mp, md = p.metrics[name], d.metrics[name]
+            if name == "roc_auc":
+                assert mp.value is not None and md.value is None
+            elif name not in scaled:
+                assert mp == md, name
+            else:
+                assert mp.value is not None and md.value == pytest.approx(0.75 * mp.value, rel=1e-9), name
+                assert mp.interval is not None and md.interval is not None
+                if mp.interval.low > 0.0 and mp.interval.high < 1.0:  # not clipped
+                    assert md.interval.low == pytest.approx(0.75 * mp.interval.low, rel=1e-9), name
+                    assert md.interval.high == pytest.approx(0.75 * mp.interval.high, rel=1e-9), name
+                if name != "average_precision":  # bootstrap z: both differences scaled
+                    assert md.p_value == pytest.approx(mp.p_value, rel=1e-9), name
 
 
 # ----------------------------------------------------------------------------- evaluator, errors

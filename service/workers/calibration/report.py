@@ -11,6 +11,7 @@ from schemas.calibration import (
     BrierDecomposition,
     CalibrationResult,
     CalibrationScores,
+    LogitClipping,
     Recalibration,
     ReliabilityDiagram,
 )
@@ -219,7 +220,9 @@ def calibration_report(
     within_bin_covariance`` exactly; multiclass terms are sums of the per-class
     one-vs-rest terms (halved for 2 classes, as ``brier_score_loss``).
     ``slope``/``intercept`` are the unpenalised logistic fit of the label on
-    ``logit(p)``, p clipped to [eps, 1 - eps]. The ECE interval resamples rows
+    ``logit(p)``, p clipped to [eps, 1 - eps] (float64 eps, |logit| <= 36.04);
+    ``clipped`` counts the scores raised to eps (exact zeros included) and lowered to
+    1 - eps (exact ones included). The ECE interval resamples rows
     with the bin edges held fixed (see ``BinnedStatistics.ece_replicates``).
 
     Examples
@@ -264,6 +267,7 @@ def calibration_report(
     classwise_ece: float | None = None
     slope: float | None = None
     intercept: float | None = None
+    clipped: LogitClipping | None = None
     if positive is not None:
         reliability = summary.main.diagram()
         terms = summary.main.brier_terms()
@@ -272,6 +276,11 @@ def calibration_report(
         fitted = fit_logistic(x, hit) if _has_finite_fit(x, hit, summary.main) else None
         if fitted is not None:
             slope, intercept = fitted
+        clipped = LogitClipping(
+            epsilon=EPS,
+            at_zero=int(np.count_nonzero(s < EPS)),
+            at_one=int(np.count_nonzero(s > 1 - EPS)),
+        )
     else:
         top_label = summary.main.diagram()
         top_label_ece = before.ece
@@ -324,5 +333,6 @@ def calibration_report(
         log_loss=summary.log_loss,
         slope=slope,
         intercept=intercept,
+        clipped=clipped,
         recalibration=recalibration,
     )

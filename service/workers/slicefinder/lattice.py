@@ -1,220 +1,50 @@
-"""SliceLine's lattice search, on grouped counts instead of one-hot matrix products.
+"""The slice lattice: every conjunction of ``column == value`` with at least ``min_support`` rows, tested.
 
-Level 1 holds every ``column == value`` slice; level ``L + 1`` joins the surviving
-level-``L`` slices on different columns, and a candidate is kept only if all of
-its ``L + 1`` parents survived and its score's upper bound, from the parents'
-sizes and errors, can still beat the top-k (Sagadeeva & Boehm, SliceLine,
-SIGMOD 2021). What differs from SliceLine (and from the ``sliceline`` package,
-which evaluates candidates as a sparse ``rows x candidates`` product and needs
-~8 GB for 1M rows at depth 2) is the evaluation: a combination of columns is
-one table of :class:`~service.workers.slicefinder.tables.ErrorTable`, computed
-from the joint cells, never from the rows.
+Level 1 holds every ``column == value`` slice; level ``L + 1`` the conjunctions of
+``L + 1`` conditions on different columns. A slice has at most the rows of each of its
+broader slices, so support is anti-monotone and the search is SliceLine's level-wise
+one (Sagadeeva & Boehm, SIGMOD 2021) with support as the only pruning: a combination of
+columns is evaluated only when each of its sub-combinations has a slice with
+``min_support`` rows. Every slice with ``min_support`` rows is tested, and
+Benjamini-Hochberg runs over all of them: the family depends on the columns and
+``min_support`` only, not on the errors, and ``min_support`` is exactly the floor of
+what can be reported.
 
-On 1M rows with 6 columns of 2, 3, 5, 10, 20, 50 values (32,131 slices to depth 3;
-``benchmarks/bench_slicefinder.py``, 2-core box) the search takes ~25 ms at depth 2
-or 3, 0.12x plain numpy enumeration of every slice (0.21 s); with the bounds
-defeated (``error_weight=1``, every slice evaluated and tested) ~0.1 s. The package
-takes 26 s and 7.3 GB at depth 2 (the same top slices) and runs out of a 12 GB cap
-at depth 3.
+Why not SliceLine's score pruning: its score, ``w (e / (s m) - 1) - (1 - w) (n / s - 1)``,
+must be positive for a slice to be reported, and at ``w = 0.95`` that takes about 5% of
+the rows at twice the error rate whatever ``min_support`` says; a slice of 436 rows of
+200,000 at 4.4 times the error (Fisher p = 2e-82) scored below 0 and was never seen.
+And a score threshold from the top-k would make the tested family, hence every
+q-value, depend on the ranking.
+
+A combination's table is one reduction of the joint cells of
+:class:`~service.workers.slicefinder.tables.ErrorTable`, never of the rows.
+
+Cost (1M rows, 6 columns of 2, 3, 5, 10, 20, 50 values, 32,131 slices to depth 3,
+``benchmarks/bench_slicefinder.py``, 2-core box): see :mod:`service.workers.slicefinder`.
+It grows with the number of column combinations, ``C(k, L)`` at depth ``L`` for ``k``
+columns, each one reduction of the joint cells (at most one per row).
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import numpy as np
 
-from schemas.slices import SliceFinderResult
-from service.workers.slicefinder.columns import ColumnInput, SliceColumns, check_columns, check_errors
-from service.workers.slicefinder.hypotheses import (
-    BatchTotals,
-    benjamini_hochberg,
-    error_ratios,
-    found_slices,
-    slice_p_values,
-)
-from service.workers.slicefinder.tables import CellStats, ErrorTable
+from schemas.slices import SliceFinderResult, SliceFinderSummary
+from service.workers.slicefinder.columns import ColumnInput, check_columns, check_errors
+from service.workers.slicefinder.hypotheses import BatchTotals
+from service.workers.slicefinder.selection import Options, select
+from service.workers.slicefinder.tables import ErrorTable, SliceSet
+from service.workers.slicefinder.trends import error_trends, ordered_columns
 
-Score = Literal["sliceline", "excess"]
-SCORES = ("sliceline", "excess")
-# Relative slack of the pruning threshold.
-_SLACK = 1e-9
-# Largest join of survivors enumerated; larger ones start from the cells present instead.
-_MAX_JOINS = 1 << 22
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """A slice's score from its size ``s`` and error sum ``e``, and bounds on its sub-slices' scores.
-
-    * ``sliceline``: ``w (e / s / mean - 1) - (1 - w) (n / s - 1)``, SliceLine's score
-      with ``w = error_weight``: 0 for the whole batch, positive when the slice's
-      error exceeds the mean by more than its smallness costs.
-    * ``excess``: ``e - s mean``, the errors the slice has beyond the batch's rate:
-      error ratio weighted by support, so it favours large slices.
-    """
-
-    kind: Score
-    weight: float
-    n: int
-    mean: float
-    min_support: int
-
-    def score(self, size: np.ndarray, errors: np.ndarray) -> np.ndarray:
-        s = np.asarray(size, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.kind == "sliceline":
-                sc = self.weight * (errors / s / self.mean - 1) - (1 - self.weight) * (self.n / s - 1)
-            else:
-                sc = errors - s * self.mean
-        return np.where(s > 0, sc, -np.inf)
-
-    def upper_bound(self, size: np.ndarray, errors: np.ndarray, maximum: np.ndarray) -> np.ndarray:
-        """Largest score of any sub-slice with at least ``min_support`` rows.
-
-        A sub-slice has ``s <= size`` rows and ``e <= min(errors, s * maximum)``. Both
-        scores grow with ``e``, and with ``e`` at that bound they are monotone in ``s``
-        on each side of ``s = errors / maximum``, so the maximum is at ``min_support``,
-        that kink, or ``size`` (SliceLine's three probes).
-        """
-        hi = np.asarray(size, dtype=np.float64)
-        lo = np.minimum(float(self.min_support), hi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            kink = np.clip(np.nan_to_num(errors / maximum, nan=0.0, posinf=0.0), lo, hi)
-        best = np.full(hi.shape, -np.inf)
-        for s in (lo, kink, hi):
-            best = np.maximum(best, self.score(s, np.minimum(errors, s * maximum)))
-        return best
-
-
-@dataclass(order=True)
-class _Ranked:
-    """A scored slice; ordering is best first, ties by fewer conditions, column order, then codes."""
-
-    sort_key: tuple[float, int, tuple[int, ...], tuple[int, ...]]
-    combo: tuple[int, ...] = field(compare=False)
-    values: tuple[int, ...] = field(compare=False)
-    tested: int = field(compare=False)  # index into the tested slices' statistics
-
-    @property
-    def items(self) -> frozenset[tuple[int, int]]:
-        return frozenset(zip(self.combo, self.values, strict=True))
-
-
-@dataclass
-class _Survivors:
-    """A combination's slices that may still have a sub-slice in the top-k: keys sorted, stats aligned."""
-
-    keys: np.ndarray
-    rows: np.ndarray
-    total: np.ndarray
-    maximum: np.ndarray
-
-
-@dataclass
-class _Search:
-    table: ErrorTable
-    cards: tuple[int, ...]
-    scorer: Scorer
-    top_k: int
-    distinct: bool
-    top: list[_Ranked] = field(default_factory=list)
-    tested: list[CellStats] = field(default_factory=list)
-    n_tested: int = 0
-
-    def threshold(self) -> float:
-        """Scores below this cannot enter the top-k (0 until it is full: reported scores are > 0)."""
-        return self.top[-1].sort_key[0] * -1 if len(self.top) >= self.top_k else 0.0
-
-    def floor(self) -> float:
-        """The threshold less a little slack, so rounding never prunes a slice that ties."""
-        t = self.threshold()
-        return t - _SLACK * max(1.0, abs(t))
-
-    def evaluate(self, combo: tuple[int, ...], keys: np.ndarray) -> tuple[CellStats, Iterator[_Ranked]]:
-        """Statistics of ``combo``'s cells ``keys``, the tested ones recorded; the eligible, best first."""
-        stats = self.table.lookup(combo, keys)
-        tested = stats.rows >= self.scorer.min_support
-        index = np.full(keys.size, -1, dtype=np.int64)
-        index[tested] = self.n_tested + np.arange(int(tested.sum()))
-        self.n_tested += int(tested.sum())
-        self.tested.append(stats.take(tested))
-        scores = self.scorer.score(stats.rows, stats.total)
-        eligible = np.flatnonzero(tested & (scores > 0) & (scores >= self.floor()))
-        order = eligible[np.lexsort((keys[eligible], -scores[eligible]))]
-        shape = tuple(self.cards[j] for j in combo)
-
-        def ranked() -> Iterator[_Ranked]:
-            for i in order.tolist():
-                values = tuple(int(v) for v in np.unravel_index(int(keys[i]), shape))
-                yield _Ranked((-float(scores[i]), len(combo), combo, values), combo, values, int(index[i]))
-
-        return stats, ranked()
-
-    def admit(self, streams: list[Iterator[_Ranked]]) -> None:
-        """Merge a level's eligible slices into the top-k; with ``distinct``, skip refinements.
-
-        A slice is skipped when its conditions include all of a better slice already
-        taken. Levels come in order, so a new slice can never make a taken one a
-        refinement; the top-k only gains, and its threshold only rises.
-        """
-        top: list[_Ranked] = []
-        for cand in heapq.merge(self.top, *streams):
-            if len(top) >= self.top_k:
-                break
-            if self.distinct and any(t.items <= cand.items for t in top):
-                continue
-            top.append(cand)
-        self.top = top
-
-    def survivors(self, keys: np.ndarray, stats: CellStats) -> _Survivors:
-        bound = self.scorer.upper_bound(stats.rows, stats.total, stats.maximum)
-        keep = (
-            (stats.rows >= self.scorer.min_support)
-            & (stats.total > 0)
-            & (bound > 0)
-            & (bound >= self.floor())
-        )
-        return _Survivors(keys[keep], stats.rows[keep], stats.total[keep], stats.maximum[keep])
-
-    def candidates(
-        self, combo: tuple[int, ...], parents: dict[tuple[int, ...], _Survivors]
-    ) -> tuple[np.ndarray, int]:
-        """Cells of ``combo`` whose parents all survived and whose bound can still beat the top-k.
-
-        The cells are the join of the first ``L`` columns' survivors with the last
-        column's values that have survivors (SliceLine's join), or, when that join
-        would be larger than ``_MAX_JOINS``, the cells present in the data. Returns
-        the candidate keys (ascending) and how many cells were considered.
-        """
-        base = parents[combo[:-1]]
-        values = np.unique(parents[combo[1:]].keys % self.cards[combo[-1]])
-        if base.keys.size * values.size <= _MAX_JOINS:
-            keys = (base.keys[:, None] * self.cards[combo[-1]] + values[None, :]).ravel()
-        else:
-            keys = self.table.present(combo)
-        # bounds from the parents (SliceLine): size, error sum and max error are at most the parents'
-        rows = np.full(keys.size, np.inf)
-        total = np.full(keys.size, np.inf)
-        maximum = np.full(keys.size, np.inf)
-        shape = tuple(self.cards[j] for j in combo)
-        digits = np.unravel_index(keys, shape)
-        keep = np.ones(keys.size, dtype=bool)
-        for drop in range(len(combo)):
-            parent = parents[combo[:drop] + combo[drop + 1 :]]
-            pkey = np.ravel_multi_index(digits[:drop] + digits[drop + 1 :], shape[:drop] + shape[drop + 1 :])
-            pos = np.minimum(np.searchsorted(parent.keys, pkey), parent.keys.size - 1)
-            keep &= parent.keys[pos] == pkey
-            rows = np.minimum(rows, parent.rows[pos])
-            total = np.minimum(total, parent.total[pos])
-            maximum = np.minimum(maximum, parent.maximum[pos])
-        bound = self.scorer.upper_bound(rows, total, maximum)
-        keep &= (rows >= self.scorer.min_support) & (total > 0) & (bound > 0) & (bound >= self.floor())
-        return keys[keep], int(keys.size)
+#: default ``min_effect``: a slice must have at least 25% more error than its baseline
+DEFAULT_MIN_EFFECT = 0.25
+#: default ``error_weight``: rank by impact, share of rows x relative increase of the error
+DEFAULT_ERROR_WEIGHT = 0.0
 
 
 def find_slices(
@@ -225,9 +55,10 @@ def find_slices(
     top_k: int = 10,
     min_support: int = 30,
     alpha: float = 0.05,
-    score: Score = "sliceline",
-    error_weight: float = 0.95,
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    error_weight: float = DEFAULT_ERROR_WEIGHT,
     distinct: bool = True,
+    ordered: Collection[str] | None = None,
 ) -> SliceFinderResult:
     """The ``top_k`` slices where the model does worst: conjunctions of ``column == value``.
 
@@ -241,43 +72,52 @@ def find_slices(
     max_conditions : int, default=2
         Most conditions in a slice (the lattice depth).
     top_k : int, default=10
-        Slices reported.
+        Most slices reported.
     min_support : int, default=30
-        Fewest rows in a slice that is scored, tested or reported.
+        Fewest rows of a slice that is tested or reported; every slice with that many
+        rows (and at most ``max_conditions`` conditions) is tested.
     alpha : float, default=0.05
-        Benjamini-Hochberg false discovery rate for ``significant``.
-    score : {"sliceline", "excess"}, default="sliceline"
-        Ranking of slices; see Notes.
-    error_weight : float, default=0.95
-        SliceLine's ``alpha``: weight of the error ratio against the size penalty.
+        Benjamini-Hochberg false discovery rate over every slice tested, and the level
+        of the pairwise tests that decide which slices explain others.
+    min_effect : float, default=0.25
+        Smallest relative increase of the error over the slice's baseline worth
+        reporting: 0.25 is 25% more errors than the rest of the batch. 0 reports every
+        significant slice.
+    error_weight : float, default=0.0
+        How the ranking weighs error against size: slices are ranked by
+        ``share^(1 - error_weight) x relative_effect``. 0 ranks by impact (share of rows
+        times relative increase of the error), 1 by the relative increase alone.
+        Changes the order only, not which slices qualify.
     distinct : bool, default=True
-        Skip a slice whose conditions contain all of a better reported slice's
-        (a refinement of it: same rows and fewer).
+        Leave out a slice that only inherits a broader significant slice's effect (not
+        significantly worse than the rest of it) or is bad only through a narrower
+        significant one (the rest of it is not worse than its baseline).
+    ordered : collection of str, optional
+        The numeric (ordered) columns, whose codes are in increasing order of value,
+        tested for a trend of the error. Default: the columns whose labels are all
+        ``"[low, high)"`` intervals or all numbers, dates or times (the null label
+        aside), as ``slice_codes`` labels numeric columns.
 
     Returns
     -------
     SliceFinderResult
-        ``method="lattice"``, the slices best first, and ``candidates_tested``.
-        ``details`` holds per reported slice (same order) ``scores``, ``error_ratios``
-        (slice error / rest error) and BH ``q_values``, and per level the joins
-        generated, the candidates evaluated and the slices tested.
+        ``method="lattice"``; ``slices`` best first (the qualified, then the slices that
+        are only bins of a trending column, marked ``explained_by_trend``);
+        ``candidates_tested``, the slices tested; ``trends``, the ordered columns with a
+        significant trend of the error; ``summary``, how many slices were tested, were
+        significant and were set aside for which reason, with ``why_fewer`` when fewer
+        than ``top_k`` came back; ``details``, the parameters and per level the column
+        combinations evaluated, the non-empty cells, the slices tested and those under
+        ``min_support``.
 
     Notes
     -----
-    With ``n`` rows, mean error ``m``, a slice of ``s`` rows and error sum ``e``:
-
-    * ``sliceline``: ``w (e / (s m) - 1) - (1 - w) (n / s - 1)``; ``w`` near 1 finds
-      small slices with high error, lower ``w`` larger ones.
-    * ``excess``: ``e - s m``, the slice's errors beyond the batch rate.
-
-    Only slices with a positive score and ``min_support`` rows are ranked. The
-    search is exact: pruning drops only slices whose score's upper bound is
-    below the k-th best, so the result is the one full enumeration gives.
-
-    Each tested slice (a candidate evaluated with ``min_support`` rows; joins
-    pruned by the bounds were never evaluated) is compared with the rest of the
-    batch by a one-sided test (two-proportion z for 0/1 errors, Welch's t for
-    losses), and Benjamini-Hochberg runs over all of them, ``candidates_tested``.
+    Each slice is compared with the rest of the batch by a one-sided test (Fisher's
+    exact for 0/1 errors, Welch's t for losses). A significant slice is set aside when
+    the trend of a numeric column explains it, when it is less than ``min_effect``
+    worse than its baseline, or (``distinct``) when a broader or narrower significant
+    slice explains it; the rest are ranked by ``score``
+    (:mod:`service.workers.slicefinder.selection` has the rules).
 
     Examples
     --------
@@ -285,115 +125,114 @@ def find_slices(
     >>> a, b = rng.integers(0, 4, 20_000), rng.integers(0, 5, 20_000)
     >>> errors = (rng.random(20_000) < np.where((a == 1) & (b == 2), 0.3, 0.05)).astype(float)
     >>> result = find_slices(errors, [("a", a, list("wxyz")), ("b", b, list("pqrst"))])
-    >>> result.slices[0].conditions, result.slices[0].significant
-    ({'a': 'x', 'b': 'r'}, True)
+    >>> [s.conditions for s in result.slices]
+    [{'a': 'x', 'b': 'r'}]
     """
     e = check_errors(errors)
     cols = check_columns(columns, n=e.size)
-    _check_params(max_conditions, top_k, min_support, alpha, score, error_weight)
+    _check_params(max_conditions, top_k, min_support, alpha, min_effect, error_weight)
+    ordered_idx = ordered_columns(cols, ordered)
     binary = bool(np.all((e == 0) | (e == 1)))
     batch = BatchTotals(e, binary=binary)
     depth = min(max_conditions, len(cols.names))
+    options = Options(alpha, min_support, min_effect, error_weight, distinct, top_k)
     details: dict[str, Any] = {
-        "score": score,
-        "error_weight": error_weight,
-        "min_support": min_support,
         "max_conditions": max_conditions,
+        "min_support": min_support,
+        "alpha": alpha,
+        "min_effect": min_effect,
+        "error_weight": error_weight,
         "distinct": distinct,
+        "ordered_columns": [cols.names[j] for j in ordered_idx],
         "overall_error": batch.mean,
         "test": batch.test,
         "alternative": "slice error greater than the rest",
     }
+    table = ErrorTable(e, cols, binary=binary)
+    tested, levels, under = enumerate_slices(table, depth, min_support)
+    details["levels"] = levels
     if batch.total == 0:
-        details |= {"scores": [], "error_ratios": [], "q_values": [], "levels": []}
-        return SliceFinderResult(method="lattice", slices=[], candidates_tested=0, details=details)
-
-    scorer = Scorer(score, error_weight, batch.n, batch.mean, min_support)
-    search = _Search(ErrorTable(e, cols, binary=binary), cols.cards, scorer, top_k, distinct)
-    levels = [_first_level(search, cols)]
-    for level in range(2, depth + 1):
-        parents = levels[-1][0]
-        if not parents:
-            break
-        levels.append(_next_level(search, level, parents))
-
-    return _result(search, cols, batch, alpha, details | {"levels": [info for _, info in levels]})
-
-
-_Level = tuple[dict[tuple[int, ...], _Survivors], dict[str, int]]
-
-
-def _first_level(search: _Search, cols: SliceColumns) -> _Level:
-    evaluated: list[tuple[tuple[int, ...], np.ndarray, CellStats]] = []
-    streams = []
-    before = search.n_tested
-    for j, card in enumerate(cols.cards):
-        keys = np.arange(card, dtype=np.intp)
-        stats, ranked = search.evaluate((j,), keys)
-        evaluated.append(((j,), keys, stats))
-        streams.append(ranked)
-    search.admit(streams)
-    survivors = {combo: search.survivors(keys, stats) for combo, keys, stats in evaluated}
-    total = sum(cols.cards)
-    info = {"level": 1, "generated": total, "evaluated": total, "tested": search.n_tested - before}
-    return {c: s for c, s in survivors.items() if s.keys.size}, info
-
-
-def _next_level(
-    search: _Search,
-    level: int,
-    parents: dict[tuple[int, ...], _Survivors],
-) -> _Level:
-    evaluated: list[tuple[tuple[int, ...], np.ndarray, CellStats]] = []
-    streams = []
-    generated = n_evaluated = 0
-    before = search.n_tested
-    for combo in itertools.combinations(range(len(search.cards)), level):
-        if any(combo[:i] + combo[i + 1 :] not in parents for i in range(level)):
-            continue  # a parent combination has no survivor: nor has this one
-        keys, joins = search.candidates(combo, parents)
-        generated += joins
-        if keys.size == 0:
-            continue
-        n_evaluated += keys.size
-        stats, ranked = search.evaluate(combo, keys)
-        evaluated.append((combo, keys, stats))
-        streams.append(ranked)
-    search.admit(streams)
-    survivors = {combo: search.survivors(keys, stats) for combo, keys, stats in evaluated}
-    info = {
-        "level": level,
-        "generated": generated,
-        "evaluated": n_evaluated,
-        "tested": search.n_tested - before,
-    }
-    return {c: s for c, s in survivors.items() if s.keys.size}, info
-
-
-def _result(
-    search: _Search, cols: SliceColumns, batch: BatchTotals, alpha: float, details: dict[str, Any]
-) -> SliceFinderResult:
-    tested = CellStats(*(np.concatenate(parts) for parts in zip(*search.tested, strict=True)))
-    p_values = slice_p_values(tested, batch)
-    q_values = benjamini_hochberg(p_values)
-    index = np.array([r.tested for r in search.top], dtype=np.intp)
-    reported = tested.take(index)
-    conditions: list[dict[str, object]] = [
-        {cols.names[j]: cols.label(j, v) for j, v in zip(r.combo, r.values, strict=True)} for r in search.top
-    ]
-    slices = found_slices(conditions, reported, batch, p_values[index], q_values[index], alpha=alpha)
-    details |= {
-        "scores": [-r.sort_key[0] for r in search.top],
-        "error_ratios": error_ratios(reported, batch),
-        "q_values": q_values[index].tolist(),
-    }
+        summary = SliceFinderSummary(
+            tested=tested.size,
+            under_min_support=under,
+            significant=0,
+            significance_level=0.0,
+            under_min_effect=0,
+            explained_by_broader=0,
+            explained_by_narrower=0,
+            explained_by_overlap=0,
+            explained_by_trend=0,
+            qualified=0,
+            reported=0,
+            why_fewer="The batch has no errors: no slice can be worse than the rest.",
+        )
+        return SliceFinderResult(
+            method="lattice", slices=[], candidates_tested=tested.size, summary=summary, details=details
+        )
+    trends = error_trends(table, cols, ordered_idx, batch, alpha=alpha)
+    chosen = select(tested, table, cols, batch, trends, options, under_min_support=under)
     return SliceFinderResult(
-        method="lattice", slices=slices, candidates_tested=search.n_tested, details=details
+        method="lattice",
+        slices=chosen.slices,
+        candidates_tested=tested.size,
+        trends=[t.report(cols) for t in trends if t.significant],
+        summary=chosen.summary,
+        details=details,
     )
 
 
+def enumerate_slices(
+    table: ErrorTable, depth: int, min_support: int
+) -> tuple[SliceSet, list[dict[str, int]], int]:
+    """Every slice of at most ``depth`` conditions with ``min_support`` rows, level by level.
+
+    Returns the slices, per level ``{"level", "combinations", "cells", "tested",
+    "under_min_support"}``, and the number of non-empty slices under ``min_support``
+    whose broader slices all have ``min_support`` rows (smaller slices below those are
+    not counted again).
+    """
+    cards = table.cards
+    tested = SliceSet(cards)
+    own: dict[tuple[int, ...], np.ndarray] = {}  # keys of each combination's tested slices
+    levels = []
+    under_total = 0
+    for level in range(1, depth + 1):
+        info = {"level": level, "combinations": 0, "cells": 0, "tested": 0, "under_min_support": 0}
+        for combo in itertools.combinations(range(len(cards)), level):
+            parents = [combo[:i] + combo[i + 1 :] for i in range(level)] if level > 1 else []
+            if any(parent not in own for parent in parents):
+                continue  # a sub-combination has no slice with min_support rows: nor has this one
+            keys, stats = table.cells(combo)
+            big = stats.rows >= min_support
+            small = np.flatnonzero(~big)
+            if parents and small.size:
+                # count only the small slices whose broader slices were all tested
+                digits = np.unravel_index(keys[small], tuple(cards[j] for j in combo))
+                frontier = np.ones(small.size, dtype=bool)
+                for drop, parent in enumerate(parents):
+                    pkey = np.ravel_multi_index(
+                        digits[:drop] + digits[drop + 1 :], tuple(cards[j] for j in parent)
+                    )
+                    pos = np.minimum(np.searchsorted(own[parent], pkey), own[parent].size - 1)
+                    frontier &= own[parent][pos] == pkey
+                n_small = int(frontier.sum())
+            else:
+                n_small = int(small.size)
+            info["combinations"] += 1
+            info["cells"] += int(keys.size)
+            info["tested"] += int(big.sum())
+            info["under_min_support"] += n_small
+            if big.any():
+                own[combo] = keys[big]
+                tested.add(combo, keys[big], stats.take(big))
+        under_total += info["under_min_support"]
+        levels.append(info)
+    tested.freeze()
+    return tested, levels, under_total
+
+
 def _check_params(
-    max_conditions: int, top_k: int, min_support: int, alpha: float, score: str, error_weight: float
+    max_conditions: int, top_k: int, min_support: int, alpha: float, min_effect: float, error_weight: float
 ) -> None:
     if max_conditions < 1:
         raise ValueError(f"max_conditions must be >= 1, got {max_conditions}.")
@@ -403,7 +242,7 @@ def _check_params(
         raise ValueError(f"min_support must be >= 1, got {min_support}.")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}.")
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}.")
-    if not 0 < error_weight <= 1:
-        raise ValueError(f"error_weight must be in (0, 1], got {error_weight}.")
+    if not (min_effect >= 0 and np.isfinite(min_effect)):
+        raise ValueError(f"min_effect must be a finite number >= 0, got {min_effect}.")
+    if not 0 <= error_weight <= 1:
+        raise ValueError(f"error_weight must be in [0, 1], got {error_weight}.")

@@ -16,6 +16,9 @@ table is then a reduction of those, never another pass over the rows:
 
 Cell keys are mixed-radix (C order) over the combination's cardinalities, the
 first column most significant: ``np.ravel_multi_index`` order.
+
+:class:`SliceSet` holds the slices a search tested, every combination's cells
+concatenated, so that any slice (a combination and a key) is found by a binary search.
 """
 
 from __future__ import annotations
@@ -92,47 +95,29 @@ class ErrorTable:
         np.maximum.at(maximum, key, errors)
         return CellStats(count, total, squares, maximum)
 
-    def lookup(self, combo: tuple[int, ...], keys: np.ndarray) -> CellStats:
-        """Statistics of the cells ``keys`` of ``combo``'s table (``combo`` ascending)."""
+    def cells(self, combo: tuple[int, ...]) -> tuple[np.ndarray, CellStats]:
+        """The non-empty cells of ``combo``'s table (``combo`` ascending): keys ascending, and their sums."""
         cells = combination_cells(self.cards, combo)
         s = self._stats
         if self.cube:
             axes = tuple(j for j in range(len(self.cards)) if j not in combo)
-            shape = self.cards
-            count = s.rows.reshape(shape).sum(axis=axes).ravel()[keys]
-            total = s.total.reshape(shape).sum(axis=axes).ravel()[keys]
+            count = s.rows.reshape(self.cards).sum(axis=axes).ravel()
+            keys = np.flatnonzero(count)
+            total = s.total.reshape(self.cards).sum(axis=axes).ravel()[keys]
             if self.binary:
-                return CellStats(count, total, total, (total > 0).astype(np.float64))
-            squares = s.squares.reshape(shape).sum(axis=axes).ravel()[keys]
-            maximum = s.maximum.reshape(shape).max(axis=axes).ravel()[keys]
-            return CellStats(count, total, squares, maximum)
+                return keys, CellStats(count[keys], total, total, (total > 0).astype(np.float64))
+            squares = s.squares.reshape(self.cards).sum(axis=axes).ravel()[keys]
+            maximum = s.maximum.reshape(self.cards).max(axis=axes).ravel()[keys]
+            return keys, CellStats(count[keys], total, squares, maximum)
         group_key = np.ravel_multi_index(
             tuple(self._group_codes[j] for j in combo), tuple(self.cards[j] for j in combo)
         )
         if cells <= _DENSE_CELLS:
-            return self._reduce_groups(group_key, cells).take(keys)
+            table = self._reduce_groups(group_key, cells)
+            keys = np.flatnonzero(table.rows)
+            return keys, table.take(keys)
         present, inverse = np.unique(group_key, return_inverse=True)
-        table = self._reduce_groups(inverse, present.size)
-        pos = np.minimum(np.searchsorted(present, keys), present.size - 1)
-        found = present[pos] == keys
-        out = table.take(pos)
-        return CellStats(
-            np.where(found, out.rows, 0),
-            np.where(found, out.total, 0.0),
-            np.where(found, out.squares, 0.0),
-            np.where(found, out.maximum, 0.0),
-        )
-
-    def present(self, combo: tuple[int, ...]) -> np.ndarray:
-        """Keys of the non-empty cells of ``combo``'s table, ascending."""
-        if self.cube:
-            axes = tuple(j for j in range(len(self.cards)) if j not in combo)
-            return np.flatnonzero(self._stats.rows.reshape(self.cards).sum(axis=axes))
-        combination_cells(self.cards, combo)
-        key = np.ravel_multi_index(
-            tuple(self._group_codes[j] for j in combo), tuple(self.cards[j] for j in combo)
-        )
-        return np.unique(key)
+        return present, self._reduce_groups(inverse.reshape(-1), present.size)
 
     def _reduce_groups(self, key: np.ndarray, cells: int) -> CellStats:
         s = self._stats
@@ -171,3 +156,60 @@ def _group_rows(columns: SliceColumns) -> tuple[np.ndarray, np.ndarray, int]:
         span *= card
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     return first, inverse.reshape(-1), first.size
+
+
+class SliceSet:
+    """Slices of several combinations, concatenated: slice ``i`` is cell ``keys[i]`` of combination
+    ``combos[combo_id[i]]``.
+
+    Built by :meth:`add`, one combination at a time with its keys ascending, then
+    :meth:`freeze`; ``spans[combo]`` is the combination's range, so :meth:`find` is a
+    binary search.
+    """
+
+    def __init__(self, cards: tuple[int, ...]) -> None:
+        self.cards = cards
+        self.combos: list[tuple[int, ...]] = []
+        self.spans: dict[tuple[int, ...], tuple[int, int]] = {}
+        self._parts: list[tuple[np.ndarray, CellStats]] = []
+        self.size = 0
+        self.combo_id = np.zeros(0, dtype=np.intp)
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.stats = CellStats(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
+
+    def add(self, combo: tuple[int, ...], keys: np.ndarray, stats: CellStats) -> None:
+        """Append ``combo``'s slices, ``keys`` ascending."""
+        self.spans[combo] = (self.size, self.size + keys.size)
+        self.combos.append(combo)
+        self._parts.append((keys.astype(np.int64, copy=False), stats))
+        self.size += keys.size
+
+    def freeze(self) -> None:
+        """Concatenate what was added into ``combo_id``, ``keys`` and ``stats``."""
+        if not self._parts:
+            return
+        self.combo_id = np.repeat(np.arange(len(self.combos)), [k.size for k, _ in self._parts])
+        self.keys = np.concatenate([k for k, _ in self._parts])
+        self.stats = CellStats(
+            *(np.concatenate(parts) for parts in zip(*(s for _, s in self._parts), strict=True))
+        )
+        self._parts = []
+
+    def find(self, combo: tuple[int, ...], keys: np.ndarray) -> np.ndarray:
+        """Index of each slice ``(combo, key)`` in the (frozen) set; -1 where it is not in it."""
+        out = np.full(keys.size, -1, dtype=np.intp)
+        span = self.spans.get(combo)
+        if span is None or keys.size == 0:
+            return out
+        start, stop = span
+        pos = np.searchsorted(self.keys[start:stop], keys)
+        pos = np.minimum(pos, stop - start - 1)
+        hit = self.keys[start:stop][pos] == keys
+        out[hit] = start + pos[hit]
+        return out
+
+    def values(self, index: np.ndarray) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]]:
+        """The combination of the slices ``index`` (all of one combination) and each column's codes."""
+        combo = self.combos[int(self.combo_id[index[0]])]
+        shape = tuple(self.cards[j] for j in combo)
+        return combo, tuple(np.asarray(v) for v in np.unravel_index(self.keys[index], shape))

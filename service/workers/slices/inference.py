@@ -81,6 +81,21 @@ def mean_and_variance(sums: np.ndarray, squares: np.ndarray, n: np.ndarray) -> t
     return mean, np.where(np.asarray(n) >= 2, var, np.nan)
 
 
+def unbiased_factor(count: np.ndarray) -> np.ndarray:
+    """``count / (count - 1)`` per slice (1 below two rows): turns a ``1/count`` variance into the
+    ``1/(count - 1)`` one.
+
+    The delta-method variance ``sum_i g_i^2`` of per-row gradients divides the squared
+    influence by ``n``; the sample variance of the influence function divides by ``n - 1``
+    (multiply by ``unbiased_factor(n)``). For ROC AUC, DeLong's structural components use
+    ``m - 1`` and ``n - 1``: multiply the positives' part of the variance by
+    ``unbiased_factor(P)`` and the negatives' by ``unbiased_factor(N)``, as
+    :func:`service.workers.significance.score_influence` does per row.
+    """
+    c = np.asarray(count, dtype=np.float64)
+    return np.where(c >= 2, ratio(c, c - 1.0), 1.0)
+
+
 def normal_p(difference: np.ndarray, se: np.ndarray) -> np.ndarray:
     """Two-sided p-value of ``difference / se``; a zero ``se`` gives 1 (no difference) or 0."""
     d = np.asarray(difference, dtype=np.float64)

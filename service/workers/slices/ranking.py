@@ -24,9 +24,11 @@ Intervals use the delta method (infinitesimal jackknife), the linearisation of t
 row bootstrap, as :mod:`service.workers.significance` does: with per-row gradients
 ``g_i`` of the metric w.r.t. the row weights, ``Var = sum_i g_i^2``. For AUC these are
 DeLong's placements, ``(V10 - AUC) / P`` for a positive (``V10`` = share of the slice's
-negatives it outranks, ties half) and ``(V01 - AUC) / N`` for a negative -- i.e.
-DeLong's variance with ``P``/``N`` instead of ``P - 1``/``N - 1``. For AP the gradients
-are those of :func:`service.workers.significance._ranking_gradients`.
+negatives it outranks, ties half) and ``(V01 - AUC) / N`` for a negative, scaled by
+``sqrt(P / (P - 1))`` and ``sqrt(N / (N - 1))`` so that the sum is DeLong et al.'s (1988)
+unbiased variance with its ``P - 1``/``N - 1`` denominators. For AP the gradients are those of
+:func:`service.workers.significance._ranking_gradients`, scaled by ``sqrt(n / (n - 1))`` (the
+sample variance of the influence function).
 
 The rest of the batch (all rows outside a slice) gets an exact AUC by counting
 pairs: the concordance of the whole batch minus the pairs that involve the slice
@@ -43,7 +45,7 @@ from functools import cached_property
 
 import numpy as np
 
-from service.workers.slices.inference import ratio
+from service.workers.slices.inference import ratio, unbiased_factor
 from service.workers.sorting import sort_floats
 
 
@@ -220,7 +222,10 @@ def sliced_ranking(
         s01 = np.add.reduceat(dfp * u01 * u01, gstarts)
         s10 = np.add.reduceat(dtp * u10 * u10, gstarts)
         # sum_pos (V10 - A)^2 / P^2 + sum_neg (V01 - A)^2 / N^2, expanded (see module notes)
-        num = (s10 - n_pos * n_neg**2 * (1.0 - value) ** 2) + (s01 - n_neg * n_pos**2 * value**2)
+        # DeLong's structural components: positives' part over P - 1, negatives' over N - 1
+        num = (s10 - n_pos * n_neg**2 * (1.0 - value) ** 2) * unbiased_factor(n_pos) + (
+            s01 - n_neg * n_pos**2 * value**2
+        ) * unbiased_factor(n_neg)
         out["auc"] = value
         out["auc_var"] = np.where(defined, ratio(np.maximum(num, 0.0), pn * pn), np.nan)
         if r.placement is not None:
@@ -229,9 +234,10 @@ def sliced_ranking(
         if row_gradients:
             inv_p, inv_n = _reciprocal(n_pos, gcount), _reciprocal(n_neg, gcount)
             a_g = np.repeat(np.nan_to_num(value), gcount)
-            # positives (V10 - A) / P with V10 = 1 - U10 / N; negatives (V01 - A) / N with V01 = U01 / P
-            on_pos = (1.0 - u10 * inv_n - a_g) * inv_p
-            on_neg = (u01 * inv_p - a_g) * inv_n
+            # positives (V10 - A) / P with V10 = 1 - U10 / N; negatives (V01 - A) / N with V01 = U01 / P;
+            # scaled so their squares sum to DeLong's unbiased variance
+            on_pos = (1.0 - u10 * inv_n - a_g) * inv_p * _root_factor(n_pos, gcount)
+            on_neg = (u01 * inv_p - a_g) * inv_n * _root_factor(n_neg, gcount)
             out["auc_rows"] = _row_values(pos, on_pos, on_neg, sizes)
     if ap:
         precision = tp_loc / depth_loc
@@ -251,9 +257,11 @@ def sliced_ranking(
         v = np.nan_to_num(value)
         num = sum_h2 - 2.0 * v * sum_h + n_pos * v * v + sum_s2
         out["ap"] = value
-        out["ap_var"] = np.where(defined, ratio(np.maximum(num, 0.0), n_pos * n_pos), np.nan)
+        # the sample variance of the influence: over n - 1 rows
+        unbiased = unbiased_factor(n_pos + n_neg)
+        out["ap_var"] = np.where(defined, ratio(np.maximum(num, 0.0), n_pos * n_pos) * unbiased, np.nan)
         if row_gradients:
-            inv_p = _reciprocal(n_pos, gcount)
+            inv_p = _reciprocal(n_pos, gcount) * _root_factor(n_pos + n_neg, gcount)
             on_pos = (h - np.repeat(v, gcount)) * inv_p
             on_neg = -s2 * inv_p
             out["ap_rows"] = _row_values(pos, on_pos, on_neg, sizes)
@@ -327,16 +335,20 @@ def _distinct(
             inv_p, inv_n = _reciprocal(n_pos, sizes), _reciprocal(n_neg, sizes)
             a_r = np.repeat(np.nan_to_num(value), sizes)
             fp = depth - tp
-            # positives (V10 - A) / P with V10 = 1 - FP / N; negatives (V01 - A) / N with V01 = TP / P
-            on_pos = (1.0 - fp * inv_n - a_r) * inv_p
-            on_neg = (tp * inv_p - a_r) * inv_n
+            # positives (V10 - A) / P with V10 = 1 - FP / N; negatives (V01 - A) / N with V01 = TP / P;
+            # scaled so their squares sum to DeLong's unbiased variance
+            on_pos = (1.0 - fp * inv_n - a_r) * inv_p * _root_factor(n_pos, sizes)
+            on_neg = (tp * inv_p - a_r) * inv_n * _root_factor(n_neg, sizes)
             out["auc_rows"] = _row_values(pos, on_pos, on_neg, None)
         np.multiply(tp, tp, out=tmp)
         s01 = np.add.reduceat(tmp, starts) - tri_p * (2.0 * n_pos + 1.0) / 6.0
         np.subtract(depth, tp, out=tmp)  # FP
         tmp *= tmp
         s10 = np.add.reduceat(tmp, starts) - tri_n * (2.0 * n_neg + 1.0) / 6.0
-        num = (s10 - n_pos * n_neg**2 * (1.0 - value) ** 2) + (s01 - n_neg * n_pos**2 * value**2)
+        # DeLong's structural components: positives' part over P - 1, negatives' over N - 1
+        num = (s10 - n_pos * n_neg**2 * (1.0 - value) ** 2) * unbiased_factor(n_pos) + (
+            s01 - n_neg * n_pos**2 * value**2
+        ) * unbiased_factor(n_neg)
         out["auc"] = value
         out["auc_var"] = np.where(defined, ratio(np.maximum(num, 0.0), pn * pn), np.nan)
         if r.placement is not None:
@@ -360,13 +372,19 @@ def _distinct(
         s1 *= pos
         g -= s1
         if row_gradients:
-            out["ap_rows"] = g * _reciprocal(n_pos, sizes)
+            out["ap_rows"] = g * _reciprocal(n_pos, sizes) * _root_factor(n_pos + n_neg, sizes)
         g *= g
         num = np.add.reduceat(g, starts)
         out["ap"] = value
-        out["ap_var"] = np.where(defined, ratio(num, n_pos * n_pos), np.nan)
+        # the sample variance of the influence: over n - 1 rows
+        out["ap_var"] = np.where(defined, ratio(num, n_pos * n_pos) * unbiased_factor(n_pos + n_neg), np.nan)
     rows = r.desc[perm] if row_gradients else None
     return SlicedRanking(n_pos=n_pos, n_neg=n_neg, rows=rows, **out)
+
+
+def _root_factor(counts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``sqrt(count / (count - 1))`` of each slice, repeated over its runs or rows."""
+    return np.repeat(np.sqrt(unbiased_factor(counts)), sizes)
 
 
 def _reciprocal(counts: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -31,6 +31,17 @@ Multiclass ``roc_auc``/``average_precision`` (macro one-vs-rest) sum the per-cla
 per-row gradients before squaring; the rest's macro AUC variance treats the
 classes as independent. Intervals are clipped to the metric's range.
 
+Which classes are averaged (``labels``)
+---------------------------------------
+As :mod:`service.workers.metrics`, slice by slice: ``"present"`` (scikit-learn's
+default) averages the macro label metrics over the classes in the slice's labels or
+predictions, and the multiclass ROC AUC / average precision over the classes with
+labeled rows in the slice (undefined below two); ``"declared"`` (scikit-learn's
+``labels=range(K)``) over every declared class: a class without rows counts as 0
+in the macro label metrics and in AP, and makes the macro ROC AUC undefined. The
+rest of the batch, the bootstrap replicates and the delta-method gradients follow
+the same rule.
+
 An ``underperforming_slice`` is a slice with at least ``min_support`` rows whose
 metric is worse than the rest's (by the registry's ``greater_is_better``) with a
 test significant at ``alpha`` after the Benjamini-Hochberg adjustment over all
@@ -52,8 +63,10 @@ from schemas.metrics import Interval
 from schemas.slices import Slice, SliceGroup, SliceMetric
 from service.workers.metrics import (
     METRICS,
+    Labels,
     ScoreStatistics,
     check_classification_inputs,
+    check_labels,
     check_regression_inputs,
     confusion_metric_values,
     validate_metric_names,
@@ -67,6 +80,7 @@ from service.workers.slices.inference import (
     percentiles,
     ratio,
     two_proportion_p,
+    unbiased_factor,
     welch_p,
     wilson,
     z_value,
@@ -179,6 +193,10 @@ class SliceEvaluator:
         Coverage of every interval.
     correction : {"bh", "none"}
         Multiple-testing adjustment of the findings (see the module notes).
+    labels : {"present", "declared"}, default "present"
+        Classification: the classes of each slice's macro averages and multiclass ROC
+        AUC / average precision (see the module notes); pass the ``labels`` the
+        ``overall`` values were computed with.
     """
 
     def __init__(
@@ -198,6 +216,7 @@ class SliceEvaluator:
         seed: int = 0,
         confidence: float = 0.95,
         correction: Literal["bh", "none"] = "bh",
+        labels: Labels = "present",
     ) -> None:
         if task not in ("binary", "multiclass", "regression"):
             raise ValueError(f"Unknown task {task!r}; expected binary, multiclass or regression.")
@@ -226,6 +245,7 @@ class SliceEvaluator:
         self.samples = int(bootstrap_samples)
         self.seed = int(seed)
         self.correction = correction
+        self.labels: Labels = check_labels(labels)
         self.positive = positive
         self.k = 0
         self._rankings: list[Ranking] = []
@@ -366,8 +386,10 @@ class SliceEvaluator:
         total_cm = cm.sum(axis=0)
         rest_cm = total_cm - cm
         if self._label_names:
-            point = confusion_metric_values(cm, self._label_names, positive=self.positive)
-            rest = confusion_metric_values(rest_cm, self._label_names, positive=self.positive)
+            point = confusion_metric_values(cm, self._label_names, positive=self.positive, labels=self.labels)
+            rest = confusion_metric_values(
+                rest_cm, self._label_names, positive=self.positive, labels=self.labels
+            )
             boot: list[str] = []
             for name in self._label_names:
                 col = _Columns.of(point[name])
@@ -411,8 +433,12 @@ class SliceEvaluator:
             m = hi - lo
             draws_s = slice_rng.multinomial(n_s[lo:hi].astype(np.int64), p_s[lo:hi], size=(b, m))
             draws_r = rest_rng.multinomial(n_r[lo:hi].astype(np.int64), p_r[lo:hi], size=(b, m))
-            vs = confusion_metric_values(draws_s.reshape(b, m, k, k), names, positive=self.positive)
-            vr = confusion_metric_values(draws_r.reshape(b, m, k, k), names, positive=self.positive)
+            vs = confusion_metric_values(
+                draws_s.reshape(b, m, k, k), names, positive=self.positive, labels=self.labels
+            )
+            vr = confusion_metric_values(
+                draws_r.reshape(b, m, k, k), names, positive=self.positive, labels=self.labels
+            )
             for name in names:
                 col = out[name]
                 iv = percentiles(vs[name], q)
@@ -484,23 +510,24 @@ class SliceEvaluator:
                 out["average_precision"] = col
         else:
             g = support.size
-            k = len(per_class)
             if self._want_auc:
                 aucs = np.stack([s.auc for s in per_class])  # type: ignore[misc]
-                value = aucs.mean(axis=0)  # NaN as soon as one class is absent (as sklearn)
-                var = self._macro_variance(codes, g, [(s.rows, s.auc_rows) for s in per_class], k)
+                value, counted = _macro_ranking_values(aucs, "roc_auc", labels=self.labels)
+                var = self._macro_variance(codes, g, [(s.rows, s.auc_rows) for s in per_class], counted)
                 col = _Columns.of(value)
                 col.low, col.high = normal_interval(value, np.sqrt(var), z=self._z)
-                col.rest = np.stack([s.rest_auc for s in per_class]).mean(axis=0)  # type: ignore[misc]
-                rest_var = np.stack([s.rest_auc_var for s in per_class]).sum(axis=0) / (k * k)  # type: ignore[misc]
+                rest_aucs = np.stack([s.rest_auc for s in per_class])  # type: ignore[misc]
+                col.rest, rest_counted = _macro_ranking_values(rest_aucs, "roc_auc", labels=self.labels)
+                rest_vars = np.stack([s.rest_auc_var for s in per_class])  # type: ignore[misc]
+                rest_var = ratio(
+                    np.where(rest_counted, rest_vars, 0.0).sum(axis=0), rest_counted.sum(axis=0) ** 2
+                )
                 col.p = normal_p(value - col.rest, np.sqrt(var + rest_var))
                 out["roc_auc"] = col
             if self._want_ap:
                 aps = np.stack([s.ap for s in per_class])  # type: ignore[misc]
-                present = np.count_nonzero(~np.isnan(aps), axis=0)
-                # a class without positives counts as AP 0 (sklearn); < 2 classes: undefined
-                value = np.where(present >= 2, np.nan_to_num(aps, nan=0.0).mean(axis=0), np.nan)
-                var = self._macro_variance(codes, g, [(s.rows, s.ap_rows) for s in per_class], k)
+                value, counted = _macro_ranking_values(aps, "average_precision", labels=self.labels)
+                var = self._macro_variance(codes, g, [(s.rows, s.ap_rows) for s in per_class], counted)
                 col = _Columns.of(value)
                 col.low, col.high = normal_interval(value, np.sqrt(var), z=self._z)
                 out["average_precision"] = col
@@ -510,15 +537,27 @@ class SliceEvaluator:
         return out
 
     def _macro_variance(
-        self, codes: np.ndarray, g: int, parts: list[tuple[np.ndarray | None, np.ndarray | None]], k: int
+        self,
+        codes: np.ndarray,
+        g: int,
+        parts: list[tuple[np.ndarray | None, np.ndarray | None]],
+        counted: np.ndarray,
     ) -> np.ndarray:
-        """Delta-method variance of a macro average: per-row gradients summed over classes, then squared."""
+        """Delta-method variance of a macro average: per-row gradients summed over classes, then squared.
+
+        ``counted`` (K, G): the classes each slice's mean is over (:func:`_macro_ranking_values`);
+        a class left out of a slice's mean adds nothing to its rows' gradients.
+        """
         acc = np.zeros(self.n)
-        for rows, grad in parts:
+        every = bool(counted.all())
+        for c, (rows, grad) in enumerate(parts):
             assert rows is not None and grad is not None
             # rows is a permutation: a weighted bincount is a scatter into input order
-            acc += np.bincount(rows, weights=grad, minlength=self.n)
-        acc /= k
+            scattered = np.bincount(rows, weights=grad, minlength=self.n)
+            if not every:
+                scattered *= counted[c][codes]
+            acc += scattered
+        acc *= ratio(np.ones(g), counted.sum(axis=0))[codes]
         return np.bincount(codes, weights=acc * acc, minlength=g)
 
     # regression --------------------------------------------------------------
@@ -580,7 +619,8 @@ class SliceEvaluator:
         v = ratio(sst, n)
         c = ratio(mse, v)
         num = (e4 - n * mse * mse) - 2.0 * c * (e2d2 - n * mse * v) + c * c * (d4 - n * v * v)
-        var = ratio(np.maximum(num, 0.0), (n * v) ** 2)
+        # the sample variance of the influence function: over n - 1 rows
+        var = ratio(np.maximum(num, 0.0), (n * v) ** 2) * unbiased_factor(n)
         col = _Columns.of(value)
         col.low, col.high = normal_interval(value, np.where(varying, np.sqrt(var), np.nan), z=self._z)
         col.high = np.minimum(col.high, 1.0)
@@ -696,6 +736,30 @@ class SliceEvaluator:
         return found
 
 
+def _macro_ranking_values(
+    per_class: np.ndarray, name: str, *, labels: Labels
+) -> tuple[np.ndarray, np.ndarray]:
+    """Macro mean of one-vs-rest ROC AUCs / APs per slice (``per_class`` of shape (K, G), NaN where
+    a class has no positives or no negatives in the slice), and which classes it is over (K, G).
+
+    The rule of :func:`service.workers.metrics._macro_ranking_value`, for every slice at once:
+    undefined below two defined classes; ``present``: the mean over the defined classes;
+    ``declared``: over all K, ROC AUC undefined as soon as a class is, AP counting it as 0.
+    """
+    defined = ~np.isnan(per_class)
+    count = defined.sum(axis=0)
+    if labels == "present":
+        counted = defined
+        value = ratio(np.where(defined, per_class, 0.0).sum(axis=0), count)
+    else:
+        counted = np.ones_like(defined)
+        if name == "roc_auc":
+            value = per_class.mean(axis=0)
+        else:
+            value = np.nan_to_num(per_class, nan=0.0).mean(axis=0)
+    return np.where(count >= 2, value, np.nan), counted
+
+
 def _replicate_sd(d: np.ndarray) -> np.ndarray:
     """Sample standard deviation of each column of replicates, NaN-dropping; NaN if most are NaN."""
     ok = ~np.isnan(d)
@@ -736,6 +800,7 @@ def slice_report(
     seed: int = 0,
     confidence: float = 0.95,
     correction: Literal["bh", "none"] = "bh",
+    labels: Labels = "present",
 ) -> tuple[SliceGroup, list[dict[str, Any]]]:
     """Metrics, intervals and tests of every slice of one column or one cross.
 
@@ -747,7 +812,7 @@ def slice_report(
     Parameters
     ----------
     y_true, y_pred, task, n_classes, positive, scores, metrics, overall, min_support,
-    alpha, bootstrap_samples, seed, confidence, correction
+    alpha, bootstrap_samples, seed, confidence, correction, labels
         As :class:`SliceEvaluator`.
     group_columns : sequence of (name, codes, labels)
         One entry for a column, several for a cross (:func:`~service.workers.slices.codes.slice_codes`).
@@ -783,5 +848,6 @@ def slice_report(
         seed=seed,
         confidence=confidence,
         correction=correction,
+        labels=labels,
     )
     return evaluator.report(group_columns)
