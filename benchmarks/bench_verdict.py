@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_slices import METRICS
 from common import SLICE_CARDINALITIES, binary_batch, ratio_table
 
 from schemas.gates import GateReport
@@ -33,18 +34,6 @@ from service.jobs.slices import _underperforming
 from service.workers.slices import SliceEvaluator, slice_codes
 from service.workers.slices.flagging import flag_slices
 from service.workers.verdict import decide, rank_findings
-
-METRICS = [
-    "accuracy",
-    "balanced_accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
-    "average_precision",
-    "log_loss",
-    "brier_score",
-]
 
 
 def main() -> None:
