@@ -51,6 +51,26 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, description="A job whose worker died this many times fails.")
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
+    max_rows: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Rows per batch; a batch with more is refused (413) from its metadata before decoding.",
+    )
+    max_columns: int = Field(default=1000, ge=1, description="Columns per batch; more are refused (413).")
+    idempotency_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="How long an Idempotency-Key of POST /v1/batches or /v1/evaluations is remembered.",
+    )
+    max_slices_per_group: int = Field(
+        default=1000,
+        ge=1,
+        description="Slices reported per column or cross; the worst are kept and the result says how many "
+        "were left out.",
+    )
+    max_slices_per_result: int = Field(
+        default=5000, ge=1, description="Slices reported in one result, over all columns and crosses."
+    )
 
     @field_validator("api_keys", "outbound_allow", mode="before")
     @classmethod

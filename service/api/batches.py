@@ -10,7 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from schemas.batches import Batch, BatchList, LabelUpdateResult, SampleRow, SampleRowList
 from schemas.problems import problem_responses
 from service import ingest
-from service.api.deps import BodyDep, PagingDep, StoreDep
+from service.api.body import BodyDep
+from service.api.deps import PagingDep, StoreDep
 from service.errors import Conflict
 from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
 from service.store import Store
