@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from schemas.common import WireModel
+from schemas.common import FiniteFloat, ResourceId, WireModel
 from schemas.metrics import Interval
 
 BaselineKind = Literal["random_uniform", "random_prior", "zero_rule", "heuristic", "human", "existing"]
-LabelValue = int | str | float
+#: A rule's prediction: a class of the batch, or a number for regression (NaN and infinity refused).
+LabelValue = int | Annotated[str, Field(max_length=200)] | FiniteFloat
 
 
 class HeuristicRule(WireModel):
-    when: str = Field(description="A condition in the safe expression language, e.g. `amount > 1000`.")
+    when: str = Field(
+        min_length=1,
+        max_length=10_000,
+        description="A condition in the safe expression language, e.g. `amount > 1000`.",
+    )
     then: LabelValue = Field(
         description="The prediction for rows where `when` holds (first matching rule wins)."
     )
@@ -27,12 +32,12 @@ class Heuristic(WireModel):
 
 
 class BatchBaseline(WireModel):
-    batch_id: str
+    batch_id: ResourceId
 
 
 class ExistingModel(WireModel):
     name: str = Field(min_length=1, max_length=200)
-    batch_id: str
+    batch_id: ResourceId
 
 
 class BaselinesRequest(WireModel):

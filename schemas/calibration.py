@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.common import WireModel
+from schemas.common import Seed, WireModel
 from schemas.metrics import Interval
 
 Strategy = Literal["uniform", "quantile"]
@@ -19,18 +19,19 @@ class CalibrationRequest(WireModel):
     recalibrate: list[Recalibrator] = Field(default_factory=list)
     folds: int = Field(default=5, ge=2, le=20, description="Cross-fitting folds for recalibration.")
     ece_tolerance: float = Field(
-        default=0.05, gt=0, lt=1, description="ECE above this raises `miscalibrated`."
+        default=0.05, gt=0, lt=1, allow_inf_nan=False, description="ECE above this raises `miscalibrated`."
     )
-    seed: int = 0
+    seed: Seed = 0
 
 
 class ConfidenceRequest(WireModel):
-    target_accuracy: float | None = Field(default=None, gt=0, le=1)
+    target_accuracy: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     bins: int = Field(default=10, ge=2, le=1000)
     level: float = Field(
         default=0.9,
         gt=0,
         lt=1,
+        allow_inf_nan=False,
         description="Over/underconfidence: wrong above, or right below, this confidence.",
     )
 

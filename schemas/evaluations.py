@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from schemas.baselines import BaselinesRequest
 from schemas.calibration import CalibrationRequest, ConfidenceRequest
-from schemas.common import WireModel
+from schemas.common import ResourceId, Seed, WireModel
 from schemas.gates import Gate
 from schemas.robustness import RobustnessRequest
 from schemas.slices import SlicesRequest
@@ -22,8 +22,8 @@ class Bootstrap(WireModel):
         description="Replicates. Label metrics cost microseconds each; "
         "score metrics about 30 ms each per 1M rows.",
     )
-    confidence: float = Field(default=0.95, gt=0, lt=1)
-    seed: int = 0
+    confidence: float = Field(default=0.95, gt=0, lt=1, allow_inf_nan=False)
+    seed: Seed = 0
 
 
 class FindingsOptions(WireModel):
@@ -31,10 +31,11 @@ class FindingsOptions(WireModel):
 
 
 class EvaluationCreate(WireModel):
-    batch_id: str
-    metrics: list[str] | None = Field(
+    batch_id: ResourceId
+    metrics: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
         default=None,
         min_length=1,
+        max_length=100,
         description="Metric names (scikit-learn's); absent = every metric the task supports.",
     )
     bootstrap: Bootstrap | None = None

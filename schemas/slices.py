@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from schemas.common import WireModel
 from schemas.metrics import Interval
 
+#: A column of the batch (ingest caps column names at 200 characters).
+ColumnName = Annotated[str, Field(min_length=1, max_length=200)]
+
 
 class CriticalSlice(WireModel):
     name: str = Field(min_length=1, max_length=200)
-    where: str = Field(description="A filter in the safe expression language, e.g. `tenure_days < 30`.")
+    where: str = Field(
+        min_length=1,
+        max_length=10_000,
+        description="A filter in the safe expression language, e.g. `tenure_days < 30`.",
+    )
 
 
 class SliceFinderRequest(WireModel):
     max_conditions: int = Field(default=2, ge=1, le=3)
     top_k: int = Field(default=10, ge=1, le=100)
-    alpha: float = Field(default=0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate.")
+    alpha: float = Field(
+        default=0.05, gt=0, lt=1, allow_inf_nan=False, description="Benjamini-Hochberg false discovery rate."
+    )
     min_support: int | None = Field(default=None, ge=1, description="Default: the section's min_support.")
-    columns: list[str] | None = Field(default=None, description="Default: every feature column.")
+    columns: list[ColumnName] | None = Field(default=None, description="Default: every feature column.")
     bins: int = Field(default=5, ge=2, le=50, description="Quantile bins for numeric columns.")
     error_weight: float = Field(
         default=0.0,
@@ -36,8 +45,8 @@ class SliceFinderRequest(WireModel):
 
 
 class SlicesRequest(WireModel):
-    columns: list[str] = Field(default_factory=list)
-    crosses: list[list[str]] = Field(default_factory=list)
+    columns: list[ColumnName] = Field(default_factory=list)
+    crosses: list[list[ColumnName]] = Field(default_factory=list)
     critical: list[CriticalSlice] = Field(default_factory=list)
     min_support: int = Field(default=30, ge=1)
     bins: int = Field(default=5, ge=2, le=50, description="Quantile bins for numeric slice columns.")
@@ -45,6 +54,7 @@ class SlicesRequest(WireModel):
         default=0.05,
         gt=0,
         lt=1,
+        allow_inf_nan=False,
         description="False discovery rate for underperforming slices: one Benjamini-Hochberg adjustment "
         "over every slice test of the evaluation.",
     )
@@ -77,6 +87,12 @@ class Slice(WireModel):
 class SliceGroup(WireModel):
     columns: list[str]
     slices: list[Slice]
+    omitted: int = Field(
+        default=0,
+        ge=0,
+        description="Slices of this column or cross (with at least one row) not listed in `slices` because "
+        "of the limits on slices per group and per result; see `SlicesResult.omitted_slices`.",
+    )
 
 
 class CriticalSliceResult(WireModel):
@@ -236,6 +252,19 @@ class SliceFlagging(WireModel):
 
 class SlicesResult(WireModel):
     groups: list[SliceGroup] = Field(default_factory=list)
+    omitted_slices: int = Field(
+        default=0,
+        ge=0,
+        description="Slices computed and tested but not listed, over every group: each column or cross "
+        "lists at most YARDSTICK_MAX_SLICES_PER_GROUP slices (default 1000) and the result at most "
+        "YARDSTICK_MAX_SLICES_PER_RESULT (5000). Listed first: the slices a gate names, the flagged "
+        "(underperforming) ones by impact, then the slices of at least min_support rows and 5% of the "
+        "batch worst first on the primary metric, then the minority slices the same way. Flagging and "
+        "its counts always cover every slice.",
+    )
+    omitted_reason: str | None = Field(
+        default=None, description="When slices were left out: how many, why, and which were kept."
+    )
     critical: list[CriticalSliceResult] = Field(default_factory=list)
     finder: SliceFinderResult | None = None
     tree: SliceFinderResult | None = None

@@ -91,6 +91,26 @@ def create_app(settings: Settings | None = None, *, embedded_workers: bool = Fal
     return app
 
 
+BEARER_SCHEME = "bearerAuth"
+
+
+def _declare_bearer_auth(schema: dict[str, Any]) -> None:
+    """Every ``/v1`` operation takes a bearer key (checked by ``service.api.deps``); the health
+    routes and the OpenAPI document stay open."""
+    schema["components"]["securitySchemes"] = {
+        BEARER_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key of YARDSTICK_API_KEYS as `Authorization: Bearer <key>`. A "
+            "service started without keys (local use, loopback only) does not ask for one.",
+        }
+    }
+    for path, methods in schema.get("paths", {}).items():
+        if path.startswith("/v1/"):
+            for operation in methods.values():
+                operation["security"] = [{BEARER_SCHEME: []}]
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema plus the models of bodies read raw (several content types per route)."""
     if app.openapi_schema:
@@ -113,5 +133,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 responses["422"] = problem_422
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
+    _declare_bearer_auth(schema)
     app.openapi_schema = schema
     return schema

@@ -1,4 +1,4 @@
-"""``yardstick serve | worker | export-openapi | demo``."""
+"""``yardstick serve | worker | migrate | export-openapi | demo``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.settings import Settings, settings_warnings
+
+if TYPE_CHECKING:
+    from service.store.migrations import MigrationReport
 
 DEFAULT_OPENAPI_PATH = Path("openapi/openapi.json")
 
@@ -68,10 +72,30 @@ def _worker(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     processes = args.processes or max(settings.workers, 1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Once here, so the worker processes (each of which checks it too) find the schema current.
+    print(f"yardstick worker: {_migrate_database(settings).describe()}", flush=True)
     pool = WorkerPool(settings, processes)
     pool.start()
     print(f"yardstick worker: {processes} process(es) on {settings.resolved_database_url}", flush=True)
     pool.wait()
+    return 0
+
+
+def _migrate_database(settings: Settings) -> MigrationReport:
+    from service.store.migrations import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return upgrade(settings.resolved_database_url)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = Settings()
+    try:
+        report = _migrate_database(settings)
+    except Exception as exc:
+        print(f"yardstick migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(report.describe())
     return 0
 
 
@@ -108,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run job workers only (scale-out)")
     worker.add_argument("--processes", type=int, default=None)
     worker.set_defaults(func=_worker)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the database schema to this version's newest revision and print the revision "
+        "before and after (serve and worker also do this at start-up)",
+    )
+    migrate.set_defaults(func=_migrate)
 
     export = sub.add_parser("export-openapi", help="write the OpenAPI document")
     export.add_argument("--output", default=str(DEFAULT_OPENAPI_PATH))

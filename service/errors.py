@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: longest field name and message a problem document repeats (client input can be any length)
+MAX_FIELD_CHARS = 300
+MAX_MESSAGE_CHARS = 2000
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, lone surrogates (undecodable input) replaced: it must
+    encode as UTF-8 in a problem document."""
+    if len(text) > limit:
+        text = text[:limit] + f"... ({len(text) - limit:,} more characters)"
+    return text.encode("utf-8", "replace").decode("utf-8")
+
 
 @dataclass(frozen=True)
 class FieldIssue:
@@ -22,6 +34,10 @@ class FieldIssue:
     message: str
     row: int | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field", printable(self.field, MAX_FIELD_CHARS))
+        object.__setattr__(self, "message", printable(self.message, MAX_MESSAGE_CHARS))
+
 
 @dataclass
 class YardstickError(Exception):
@@ -34,6 +50,7 @@ class YardstickError(Exception):
     type_slug: str = "bad-request"
 
     def __post_init__(self) -> None:
+        self.detail = printable(self.detail, MAX_MESSAGE_CHARS)
         super().__init__(self.detail)
 
     def __str__(self) -> str:

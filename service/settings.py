@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: The project of a key that names none, of every caller when no keys are set, and of rows
+#: stored before projects existed.
+DEFAULT_PROJECT = "default"
+PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def _split_csv(value: object) -> object:
@@ -15,17 +21,65 @@ def _split_csv(value: object) -> object:
     return value
 
 
+class ApiKey(BaseModel):
+    """One bearer key and what it may do: ``key``, ``key:project`` or ``key:project:read``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = Field(repr=False, min_length=1)
+    project: str = DEFAULT_PROJECT
+    can_write: bool = True
+
+    @classmethod
+    def parse(cls, entry: str, position: int) -> ApiKey:
+        """One entry of YARDSTICK_API_KEYS; errors say which entry without echoing the key."""
+        parts = entry.split(":")
+        where = f"YARDSTICK_API_KEYS entry {position + 1}"
+        if len(parts) > 3 or not parts[0]:
+            raise ValueError(f"{where}: expected key, key:project or key:project:read (keys have no ':')")
+        project = parts[1] if len(parts) > 1 and parts[1] else DEFAULT_PROJECT
+        if not PROJECT_NAME.fullmatch(project):
+            raise ValueError(
+                f"{where}: project {project!r} must be 1-100 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        mode = parts[2] if len(parts) == 3 else "write"
+        if mode not in ("read", "write"):
+            raise ValueError(f"{where}: the access after the project is 'read' or 'write', not {mode!r}")
+        return cls(key=parts[0], project=project, can_write=mode == "write")
+
+
+def _parse_api_keys(value: object) -> object:
+    """Commas or newlines separate entries (``YARDSTICK_API_KEYS="$(cat keys.txt)"`` works)."""
+    if isinstance(value, str):
+        value = [part.strip() for part in re.split(r"[,\n]", value) if part.strip()]
+    if not isinstance(value, list | tuple):
+        return value
+    keys = [ApiKey.parse(v.strip(), i) if isinstance(v, str) else v for i, v in enumerate(value)]
+    seen: set[str] = set()
+    for i, key in enumerate(keys):
+        if isinstance(key, ApiKey):
+            if key.key in seen:
+                raise ValueError(f"YARDSTICK_API_KEYS entry {i + 1} repeats an earlier key")
+            seen.add(key.key)
+    return keys
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Defaults run a laptop-sized embedded deployment."""
 
-    model_config = SettingsConfigDict(env_prefix="YARDSTICK_", extra="ignore")
+    # hide_input_in_errors: a bad YARDSTICK_API_KEYS entry must not print the keys.
+    model_config = SettingsConfigDict(env_prefix="YARDSTICK_", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(default=Path("./data"), description="Batch Parquet files and the SQLite database.")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/yardstick.db."
     )
-    api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Bearer keys; empty means no auth (loopback only)."
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer keys, `key[:project[:read]]`, comma- or newline-separated; a key without a "
+        "project belongs to `default`, `:read` makes it read-only. Empty means no auth (loopback only) "
+        "and every caller is project `default`.",
     )
     outbound_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Non-public hosts/CIDRs outbound calls may reach."
@@ -72,10 +126,15 @@ class Settings(BaseSettings):
         default=5000, ge=1, description="Slices reported in one result, over all columns and crosses."
     )
 
-    @field_validator("api_keys", "outbound_allow", mode="before")
+    @field_validator("outbound_allow", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, value: object) -> object:
+        return _parse_api_keys(value)
 
     @property
     def resolved_database_url(self) -> str:

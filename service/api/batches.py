@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from schemas.batches import Batch, BatchList, LabelUpdateResult, SampleRow, SampleRowList
 from schemas.problems import problem_responses
 from service import ingest
 from service.api.body import BodyDep
-from service.api.deps import PagingDep, StoreDep
-from service.errors import Conflict
+from service.api.deps import IdempotencyKeyHeader, PagingDep, ProjectStoreDep, SettingsDep, create_once
 from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
-from service.store import Store
+from service.store import BatchRecord, Store
 from service.store.paging import decode_offset, encode_offset
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -33,7 +33,7 @@ are query parameters; multiclass score columns are `score__<class>`.
     response_model=Batch,
     summary="Create a batch",
     description=_FORMATS_DOC,
-    responses=problem_responses(400, 401, 413, 415, 422),
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -62,22 +62,37 @@ are query parameters; multiclass score columns are `score__<class>`.
         ],
     },
 )
-async def create_batch(request: Request, body: BodyDep, store: StoreDep, response: Response) -> Batch:
+async def create_batch(
+    request: Request,
+    body: BodyDep,
+    store: ProjectStoreDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     content_type = request.headers.get("content-type", "")
     params = dict(request.query_params)
-    # Decoding and validation are CPU-bound: keep them off the event loop.
-    batch = await run_in_threadpool(ingest.ingest_body, body, content_type, params)
-    record = await run_in_threadpool(store.save_batch, batch)
-    response.headers["Location"] = f"/v1/batches/{record.id}"
-    request.app.state.telemetry.rows_ingested(batch.rows)
-    return record.to_wire()
+    limits = ingest.IngestLimits.from_settings(settings)
+
+    async def create(target: Store) -> BatchRecord:
+        # Decoding and validation are CPU-bound: body.decode runs them in a worker thread, on the body
+        # read in place (memory-mapped once it is large); BodyDep closes it after the request.
+        batch = await body.decode(ingest.ingest_body, content_type, params, limits=limits)
+        record = await run_in_threadpool(target.save_batch, batch)
+        request.app.state.telemetry.rows_ingested(batch.rows)
+        return record
+
+    # The header is read (and checked) by create_once; the parameter documents it.
+    return await create_once(request, store, settings, body.reader(), create)
 
 
 @router.get(
-    "", response_model=BatchList, summary="List batches, newest first", responses=problem_responses(401, 422)
+    "",
+    response_model=BatchList,
+    summary="List batches, newest first",
+    responses=problem_responses(400, 401, 422),
 )
 def list_batches(
-    store: StoreDep,
+    store: ProjectStoreDep,
     paging: PagingDep,
     model: Annotated[str | None, Query(description="Only batches of this model name.")] = None,
     version: Annotated[str | None, Query(description="Only batches of this model version.")] = None,
@@ -91,7 +106,7 @@ def list_batches(
 @router.get(
     "/{batch_id}", response_model=Batch, summary="Batch metadata", responses=problem_responses(401, 404)
 )
-def get_batch(batch_id: str, store: StoreDep) -> Batch:
+def get_batch(batch_id: str, store: ProjectStoreDep) -> Batch:
     return store.meta.get_batch(batch_id).to_wire()
 
 
@@ -99,15 +114,18 @@ def get_batch(batch_id: str, store: StoreDep) -> Batch:
     "/{batch_id}/rows",
     response_model=SampleRowList,
     summary="The sample log: sample id, prediction and label, in upload order",
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(400, 401, 404, 422),
 )
-def list_rows(batch_id: str, store: StoreDep, paging: PagingDep) -> SampleRowList:
-    record = store.meta.get_batch(batch_id)
-    offset = decode_offset(paging.page_token)
-    table = store.files.read(record.data_path, columns=[SAMPLE_ID, PREDICTION, LABEL])
-    page = table.slice(offset, paging.page_size).to_pylist()
+def list_rows(batch_id: str, store: ProjectStoreDep, paging: PagingDep) -> SampleRowList:
+    scope = f"rows:{store.project}:{batch_id}"  # a token of another batch or list is a 400
+    offset = decode_offset(paging.page_token, scope=scope)
+    # Only the row groups holding this page are read, not whole columns.
+    table, total = store.read_rows(
+        batch_id, offset=offset, limit=paging.page_size, columns=[SAMPLE_ID, PREDICTION, LABEL]
+    )
+    page = table.to_pylist()
     next_offset = offset + len(page)
-    token = encode_offset(next_offset) if next_offset < table.num_rows else None
+    token = encode_offset(next_offset, scope=scope) if next_offset < total else None
     return SampleRowList(data=[SampleRow.model_validate(r) for r in page], next_page_token=token)
 
 
@@ -116,7 +134,7 @@ def list_rows(batch_id: str, store: StoreDep, paging: PagingDep) -> SampleRowLis
     response_model=LabelUpdateResult,
     summary="Add late ground truth, joined by sample_id",
     description="Ids that match no row are listed in `unmatched_sample_ids`; nothing is dropped silently.",
-    responses=problem_responses(400, 401, 404, 409, 413, 415, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -127,43 +145,22 @@ def list_rows(batch_id: str, store: StoreDep, paging: PagingDep) -> SampleRowLis
         }
     },
 )
-async def put_labels(batch_id: str, request: Request, body: BodyDep, store: StoreDep) -> LabelUpdateResult:
+async def put_labels(
+    batch_id: str, request: Request, body: BodyDep, store: ProjectStoreDep, settings: SettingsDep
+) -> LabelUpdateResult:
     content_type = request.headers.get("content-type", "")
-    update = await run_in_threadpool(ingest.parse_label_update, body, content_type)
-    return await run_in_threadpool(_apply_labels, store, batch_id, update)
-
-
-def _apply_labels(store: Store, batch_id: str, update: Any) -> LabelUpdateResult:
-    # Optimistic concurrency: if another label update rewrote the file meanwhile, redo the merge
-    # on its output instead of overwriting it.
-    for _ in range(5):
-        record = store.meta.get_batch(batch_id)
-        current = ingest.load_canonical(store.files.read(record.data_path), record.spec)
-        merged = ingest.merge_labels(current, update)
-        path = store.files.write(batch_id, merged.batch.table, version=record.data_version + 1)
-        if store.meta.replace_batch_data(
-            batch_id,
-            expected_version=record.data_version,
-            data_path=path,
-            labeled_rows=merged.batch.labeled_rows,
-        ):
-            store.files.remove_file(record.data_path)
-            return LabelUpdateResult(
-                batch_id=batch_id,
-                updated=merged.updated,
-                labeled_rows=merged.batch.labeled_rows,
-                unmatched_sample_ids=merged.unmatched_sample_ids,
-            )
-        store.files.remove_file(path)
-    raise Conflict(f"batch {batch_id!r} is being relabelled concurrently; retry the request")
+    limits = ingest.IngestLimits.from_settings(settings)
+    update = await body.decode(ingest.parse_label_update, content_type, limits=limits)
+    # Read, merge, write a new version, compare-and-swap, retry on a concurrent update: the store's.
+    return await run_in_threadpool(store.update_labels, batch_id, update)
 
 
 @router.delete(
     "/{batch_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a batch and its rows",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 403, 404),
 )
-def delete_batch(batch_id: str, store: StoreDep) -> Response:
+def delete_batch(batch_id: str, store: ProjectStoreDep) -> Response:
     store.delete_batch(batch_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

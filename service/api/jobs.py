@@ -10,17 +10,17 @@ from schemas.gates import GateReport
 from schemas.jobs import Job, JobList, JobStatus
 from schemas.problems import problem_responses
 from schemas.results import EvaluationResult
-from service.api.deps import PagingDep, StoreDep
+from service.api.deps import PagingDep, ProjectStoreDep
 from service.reports.junit import render_junit, suite_name
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 @router.get(
-    "", response_model=JobList, summary="List jobs, newest first", responses=problem_responses(401, 422)
+    "", response_model=JobList, summary="List jobs, newest first", responses=problem_responses(400, 401, 422)
 )
 def list_jobs(
-    store: StoreDep,
+    store: ProjectStoreDep,
     paging: PagingDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     model: Annotated[str | None, Query(description="Only jobs of this model name.")] = None,
@@ -34,7 +34,7 @@ def list_jobs(
 @router.get(
     "/{job_id}", response_model=Job, summary="Job status and progress", responses=problem_responses(401, 404)
 )
-def get_job(job_id: str, store: StoreDep) -> Job:
+def get_job(job_id: str, store: ProjectStoreDep) -> Job:
     return store.meta.get_job(job_id).to_wire()
 
 
@@ -52,7 +52,7 @@ def get_job(job_id: str, store: StoreDep) -> Job:
 )
 def get_result(
     job_id: str,
-    store: StoreDep,
+    store: ProjectStoreDep,
     format: Annotated[
         Literal["json", "junit"],
         Query(description="`json`: the result document; `junit`: the gate report as JUnit XML."),
@@ -71,7 +71,7 @@ def get_result(
     "/{job_id}/cancel",
     response_model=Job,
     summary="Cancel a queued or running job",
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(401, 403, 404, 409),
 )
-def cancel_job(job_id: str, store: StoreDep) -> Job:
+def cancel_job(job_id: str, store: ProjectStoreDep) -> Job:
     return store.meta.cancel_job(job_id).to_wire()

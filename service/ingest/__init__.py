@@ -18,14 +18,17 @@ from service.ingest.canonical import CanonicalBatch
 from service.ingest.canonicalize import canonicalize
 from service.ingest.issues import Locator
 from service.ingest.label_update import LabelMerge, merge_labels, parse_label_update
+from service.ingest.limits import IngestLimits
 from service.ingest.media import ARROW, BATCH_TYPES, CSV, JSON, PARQUET, parse_media_type
 from service.ingest.reload import load_canonical
 from service.ingest.spec import spec_from_params
-from service.ingest.tabular import read_arrow, read_csv, read_parquet
+from service.ingest.tabular import Body, read_arrow, read_csv, read_parquet
 
 __all__ = [
     "BATCH_TYPES",
+    "Body",
     "CanonicalBatch",
+    "IngestLimits",
     "LabelMerge",
     "ingest_body",
     "load_canonical",
@@ -34,31 +37,37 @@ __all__ = [
 ]
 
 
-def ingest_body(body: bytes | bytearray, content_type: str, params: Mapping[str, str]) -> CanonicalBatch:
+def ingest_body(
+    body: Body, content_type: str, params: Mapping[str, str], *, limits: IngestLimits | None = None
+) -> CanonicalBatch:
     """Decode and validate a batch body into a :class:`CanonicalBatch`.
 
+    ``body`` is bytes or a :class:`pyarrow.Buffer` (a memory-mapped upload, read in place).
     ``content_type`` is the request's Content-Type (parameters such as ``charset``
     allowed). JSON carries its spec in the envelope and ignores ``params``; CSV,
     Parquet and Arrow take ``model``, ``version``, ``task``, ``positive_class`` and
     ``classes`` (comma-separated) from ``params``.
 
     Raises :class:`~service.errors.UnsupportedMediaType` (415), :class:`~service.errors.MalformedBody`
-    (400) when the body cannot be decoded, and :class:`~service.errors.InvalidInput` (422)
-    naming every offending field and its first offending row.
+    (400) when the body cannot be decoded, :class:`~service.errors.PayloadTooLarge` (413) past
+    ``limits`` (rows, columns, decoded bytes; checked before decoding where the format allows),
+    and :class:`~service.errors.InvalidInput` (422) naming every offending field and its first
+    offending row.
     """
+    limits = limits or IngestLimits()
     media = parse_media_type(content_type, accepted=BATCH_TYPES)
     if media.essence == JSON:
-        table, raw_spec, locator = json_body.decode_batch(body)
+        table, raw_spec, locator = json_body.decode_batch(body, limits=limits)
         return canonicalize(table, raw_spec, locator, textual_labels=False)
     # The spec comes first: a bad query parameter is reported without decoding the body.
     raw_spec = spec_from_params(params)
     if media.essence == CSV:
         # Classification labels are read as text, then become int64 only if every cell is an integer.
         text = ("sample_id",) if raw_spec.task == "regression" else ("sample_id", "label", "prediction")
-        table = read_csv(body, text_columns=text, charset=media.charset)
+        table = read_csv(body, text_columns=text, charset=media.charset, limits=limits)
     elif media.essence in PARQUET:
-        table = read_parquet(body)
+        table = read_parquet(body, limits=limits)
     else:
         assert media.essence in ARROW
-        table = read_arrow(body)
+        table = read_arrow(body, limits=limits)
     return canonicalize(table, raw_spec, Locator(), textual_labels=media.essence == CSV)

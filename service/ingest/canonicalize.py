@@ -41,6 +41,13 @@ from service.ingest.label_kind import (
     normalize_labels,
     resolve_kind,
 )
+from service.ingest.limits import (
+    MAX_CLASS_CHARS,
+    MAX_SAMPLE_ID_CHARS,
+    column_name_issue,
+    first_too_long,
+    too_long_message,
+)
 from service.ingest.masks import ArrowColumn, combined, first_duplicate, first_null, first_true, first_valid
 from service.ingest.numbers import F64, finite_numbers, probabilities
 from service.ingest.spec import RawSpec
@@ -113,6 +120,8 @@ def _mark_derived(table: pa.Table, *, threshold: float, rows: int) -> pa.Table:
 def _check_column_names(names: Sequence[str], spec: RawSpec, issues: Issues) -> None:
     seen: set[str] = set()
     for name in names:
+        if column_name_issue(name, issues):
+            continue
         if name in seen:
             issues.at(name, f"column {name!r} appears more than once")
         seen.add(name)
@@ -158,6 +167,10 @@ def _sample_ids(column: ArrowColumn | None, rows: int, issues: Issues) -> pa.Arr
     row = first_true(pc.equal(pc.utf8_length(ids), 0))
     if row is not None:
         issues.at(SAMPLE_ID, "sample_id is empty", row)
+        return None
+    row = first_too_long(ids, MAX_SAMPLE_ID_CHARS)
+    if row is not None:
+        issues.at(SAMPLE_ID, too_long_message("sample_id", ids[row].as_py(), MAX_SAMPLE_ID_CHARS), row)
         return None
     duplicate = first_duplicate(ids)
     if duplicate is not None:
@@ -217,8 +230,13 @@ def _classification(
     for name in (LABEL, PREDICTION):
         if name in columns:
             array = normalize_labels(columns[name], name, issues)
-            if array is not None:
-                normalized[name] = array
+            if array is None:
+                continue
+            row = first_too_long(array, MAX_CLASS_CHARS)
+            if row is not None:
+                issues.at(name, too_long_message(f"a {name}", array[row].as_py(), MAX_CLASS_CHARS), row)
+                continue
+            normalized[name] = array
     if issues:
         return None
     score_names = [name[len(SCORE_PREFIX) :] for name in columns if name.startswith(SCORE_PREFIX)]

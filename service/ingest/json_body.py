@@ -9,6 +9,7 @@ that names problems the way the client wrote them.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Iterable, Mapping
 from itertools import chain
 from typing import Any
@@ -29,31 +30,55 @@ from service.ingest.canonical import (
     score_column,
 )
 from service.ingest.issues import Issues, Locator, RowsLocator, invalid
+from service.ingest.limits import IngestLimits
 from service.ingest.spec import RawSpec, spec_from_envelope
 
 ENVELOPE_KEYS = ("model", "task", "positive_class", "classes", "threshold", "rows", "columns")
 ROW_SCALARS = (SAMPLE_ID, LABEL, PREDICTION, SCORE, LOWER, UPPER)
 ROW_NESTED = ("scores", "features")
 _LABEL_COLUMNS = frozenset({LABEL, PREDICTION})
+#: the first two bytes of a gzip stream
+GZIP_MAGIC = b"\x1f\x8b"
+#: unknown row fields named in one answer
+_REPORTED_UNKNOWN = 20
 
 
-def load_json(body: bytes) -> Any:
+def load_json(body: bytes | bytearray | memoryview | pa.Buffer) -> Any:
+    """Parse a JSON body (bytes, or a pyarrow buffer read in place)."""
+    # A pyarrow buffer's memoryview has signed bytes: cast to unsigned ones.
+    data = memoryview(body).cast("B") if isinstance(body, pa.Buffer) else body
     try:
-        return orjson.loads(body)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        message = f"body is not valid JSON: {exc}"
+        message = f"body is not valid JSON: {_not_utf8(data) or exc}"
         raise MalformedBody(detail=message, issues=[FieldIssue("body", message)]) from exc
 
 
-def decode_batch(body: bytes) -> tuple[pa.Table, RawSpec, Locator]:
-    """Decode a JSON batch envelope into a table with canonical column names."""
+def _not_utf8(data: bytes | bytearray | memoryview) -> str | None:
+    """Why the body is not UTF-8 text, when it is not (orjson only says "surrogates not allowed")."""
+    if bytes(data[:2]) == GZIP_MAGIC:
+        return "it is gzip-compressed; send the raw JSON (content encodings are not accepted)"
+    try:
+        codecs.utf_8_decode(data, "strict", True)
+    except UnicodeDecodeError as exc:
+        return f"it is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+    return None
+
+
+def decode_batch(
+    body: bytes | bytearray | memoryview | pa.Buffer, *, limits: IngestLimits | None = None
+) -> tuple[pa.Table, RawSpec, Locator]:
+    """Decode a JSON batch envelope into a table with canonical column names.
+
+    Rows and columns are counted before any column is built (413 past ``limits``).
+    """
+    limits = limits or IngestLimits()
     doc = load_json(body)
     if not isinstance(doc, dict):
         raise invalid("body", "expected a JSON object: the batch envelope")
     issues = Issues()
-    for key in doc:
-        if key not in ENVELOPE_KEYS:
-            issues.add(key, f"unknown field; the envelope has {', '.join(ENVELOPE_KEYS)}")
+    for key in [key for key in doc if key not in ENVELOPE_KEYS][:_REPORTED_UNKNOWN]:
+        issues.add(key, f"unknown field; the envelope has {', '.join(ENVELOPE_KEYS)}")
     spec = spec_from_envelope(doc, issues)
     forms = [key for key in ("rows", "columns") if doc.get(key) is not None]
     if len(forms) != 1:
@@ -62,10 +87,10 @@ def decode_batch(body: bytes) -> tuple[pa.Table, RawSpec, Locator]:
     assert spec is not None
     if forms == ["rows"]:
         decoded = rows_to_table(
-            doc["rows"], prefix="rows", scalars=ROW_SCALARS, nested=ROW_NESTED, issues=issues
+            doc["rows"], prefix="rows", scalars=ROW_SCALARS, nested=ROW_NESTED, issues=issues, limits=limits
         )
     else:
-        decoded = columns_to_table(doc["columns"], prefix="columns", issues=issues)
+        decoded = columns_to_table(doc["columns"], prefix="columns", issues=issues, limits=limits)
     issues.raise_if_any()
     assert decoded is not None
     table, locator = decoded
@@ -80,6 +105,7 @@ def rows_to_table(
     nested: Iterable[str] = (),
     required: Iterable[str] = (),
     issues: Issues,
+    limits: IngestLimits | None = None,
 ) -> tuple[pa.Table, RowsLocator] | None:
     """Transpose ``[{key: value, "features": {...}}]`` into Arrow columns.
 
@@ -90,13 +116,16 @@ def rows_to_table(
     if not isinstance(rows, list):
         issues.add(prefix, f"{prefix} must be an array of objects")
         return None
+    limits = limits or IngestLimits()
+    limits.check_rows(len(rows))
     bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
     if bad is not None:
         issues.add(f"{prefix}[{bad}]", "each row must be an object", bad)
         return None
     allowed = {*scalars, *nested}
     keys = set().union(*rows)
-    for key in sorted(keys - allowed, key=str):
+    # A few unknown fields say what is wrong; naming thousands would cost a scan of the rows each.
+    for key in sorted(keys - allowed, key=str)[:_REPORTED_UNKNOWN]:
         row = _first_row_with(rows, key)
         hint = "; features go under features" if "features" in allowed else ""
         issues.add(f"{prefix}[{row}].{key}", f"unknown field{hint}", row)
@@ -113,7 +142,7 @@ def rows_to_table(
     for key in nested:
         if key not in keys:
             continue
-        inner = _nested_columns(rows, key, prefix, issues)
+        inner = _nested_columns(rows, key, prefix, issues, limits=limits, columns=len(lists))
         if inner is None:
             continue
         for name, values in inner.items():
@@ -131,6 +160,7 @@ def rows_to_table(
             lists[column] = values
     if issues:
         return None
+    limits.check_columns(len(lists))
     locator = RowsLocator(prefix=prefix, features=frozenset(features), score_keys=score_keys)
     arrays = {name: _column_array(values, name, locator, issues) for name, values in lists.items()}
     if issues:
@@ -141,11 +171,18 @@ def rows_to_table(
     return pa.Table.from_pydict(arrays), locator
 
 
-def columns_to_table(columns: object, *, prefix: str, issues: Issues) -> tuple[pa.Table, Locator] | None:
+def columns_to_table(
+    columns: object, *, prefix: str, issues: Issues, limits: IngestLimits | None = None
+) -> tuple[pa.Table, Locator] | None:
     """Convert ``{"name": [values]}`` into Arrow columns after checking their lengths agree."""
     if not isinstance(columns, dict):
         issues.add(prefix, f"{prefix} must be an object of arrays, one per column")
         return None
+    limits = limits or IngestLimits()
+    limits.check_columns(len(columns))
+    limits.check_rows(
+        max((len(values) for values in columns.values() if isinstance(values, list)), default=0)
+    )
     expected: tuple[str, int] | None = None
     for name, values in columns.items():
         if not isinstance(values, list):
@@ -227,13 +264,18 @@ def _first_row_with(rows: list[dict[str, Any]], key: str) -> int:
 
 
 def _nested_columns(
-    rows: list[dict[str, Any]], key: str, prefix: str, issues: Issues
+    rows: list[dict[str, Any]], key: str, prefix: str, issues: Issues, *, limits: IngestLimits, columns: int
 ) -> Mapping[str, list[Any]] | None:
-    """``rows[i][key]`` objects as columns; a row without the key or a key missing from it is null."""
+    """``rows[i][key]`` objects as columns; a row without the key or a key missing from it is null.
+
+    ``columns`` are already taken: the names are counted against ``max_columns`` before any
+    column is built.
+    """
     objects = [row.get(key) for row in rows]
     bad = next((i for i, value in enumerate(objects) if not isinstance(value, dict | None)), None)
     if bad is not None:
         issues.add(f"{prefix}[{bad}].{key}", f"{key} must be an object", bad)
         return None
     names = dict.fromkeys(chain.from_iterable(value for value in objects if value))
+    limits.check_columns(columns + len(names))
     return {name: [value.get(name) if value else None for value in objects] for name in names}

@@ -25,10 +25,11 @@ from service.ingest.canonical import LABEL, SAMPLE_ID, CanonicalBatch
 from service.ingest.issues import Issues, Locator, RowsLocator, invalid
 from service.ingest.json_body import columns_to_table, load_json, rows_to_table
 from service.ingest.label_kind import INT, STR, check_members, normalize_labels
+from service.ingest.limits import MAX_SAMPLE_ID_CHARS, IngestLimits, first_too_long, too_long_message
 from service.ingest.masks import ArrowColumn, combined, first_duplicate, first_null, first_true, first_valid
 from service.ingest.media import CSV, JSON, LABEL_TYPES, parse_media_type
 from service.ingest.numbers import finite_numbers, text_to_numbers
-from service.ingest.tabular import read_csv
+from service.ingest.tabular import Body, read_csv
 
 #: schema metadata key recording which form the update came in, so merge issues name fields the same way
 FORM_KEY = b"yardstick.form"
@@ -46,13 +47,15 @@ class LabelMerge:
     unmatched_sample_ids: list[str]
 
 
-def parse_label_update(body: bytes | bytearray, content_type: str) -> pa.Table:
+def parse_label_update(body: Body, content_type: str, *, limits: IngestLimits | None = None) -> pa.Table:
     """Decode a label update into a table ``(sample_id: string, label: as sent)``.
 
     JSON ``{"labels": [{"sample_id": ..., "label": ...}]}`` or
     ``{"columns": {"sample_id": [...], "label": [...]}}``; CSV with exactly those two columns.
     The label keeps its decoded type; :func:`merge_labels` checks it against the batch.
+    Rows and columns past ``limits`` are a 413.
     """
+    limits = limits or IngestLimits()
     media = parse_media_type(content_type, accepted=LABEL_TYPES)
     issues = Issues()
     decoded: tuple[pa.Table, Locator] | None
@@ -73,13 +76,19 @@ def parse_label_update(body: bytes | bytearray, content_type: str) -> pa.Table:
             decoded = empty, RowsLocator(prefix="labels")
         elif forms == ["labels"]:
             decoded = rows_to_table(
-                doc["labels"], prefix="labels", scalars=UPDATE_COLUMNS, required=UPDATE_COLUMNS, issues=issues
+                doc["labels"],
+                prefix="labels",
+                scalars=UPDATE_COLUMNS,
+                required=UPDATE_COLUMNS,
+                issues=issues,
+                limits=limits,
             )
         else:
-            decoded = columns_to_table(doc["columns"], prefix="columns", issues=issues)
+            decoded = columns_to_table(doc["columns"], prefix="columns", issues=issues, limits=limits)
     else:
         assert media.essence == CSV
-        decoded = read_csv(body, text_columns=UPDATE_COLUMNS, charset=media.charset), Locator()
+        table = read_csv(body, text_columns=UPDATE_COLUMNS, charset=media.charset, limits=limits)
+        decoded = table, Locator()
     issues.raise_if_any()
     assert decoded is not None
     table, locator = decoded
@@ -161,7 +170,12 @@ def _sample_ids(column: ArrowColumn, issues: Issues) -> pa.Array | None:
     if row is not None:
         issues.at(SAMPLE_ID, "sample_id is missing", row)
         return None
-    return ids.cast(STR)
+    ids = ids.cast(STR)
+    row = first_too_long(ids, MAX_SAMPLE_ID_CHARS)
+    if row is not None:
+        issues.at(SAMPLE_ID, too_long_message("sample_id", ids[row].as_py(), MAX_SAMPLE_ID_CHARS), row)
+        return None
+    return ids
 
 
 def _labels_for(batch: CanonicalBatch, column: ArrowColumn, issues: Issues) -> pa.Array | None:

@@ -8,12 +8,17 @@ label type is known.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 from service.ingest.canonical import DEFAULT_THRESHOLD, TASKS, Task
 from service.ingest.issues import Issues
+from service.ingest.limits import MAX_CLASS_CHARS, MAX_MODEL_CHARS, text_issue
+
+#: C0 controls and DEL: a model name or version is an identifier that lists and logs print
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # A class as the client wrote it: JSON scalars, or text from a query parameter.
 RawClass = int | str | bool | float
@@ -47,12 +52,16 @@ def spec_from_params(params: Mapping[str, str]) -> RawSpec:
     version = _text(params.get("version"), "version", issues)
     task = _task(params.get("task"), "task", issues)
     positive = (params.get("positive_class") or "").strip() or None
+    _class_text(positive, "positive_class", issues)
     classes_text = params.get("classes") or ""
     classes: list[RawClass] | None = None
     if classes_text.strip():
         parts = [part.strip() for part in classes_text.split(",")]
         if any(not part for part in parts):
             issues.add("classes", "classes is a comma-separated list of non-empty class names")
+        for i, part in enumerate(parts):
+            if _class_text(part, f"classes[{i}]", issues):
+                break
         classes = list(parts)
     threshold = _threshold(params.get("threshold"), task, issues)
     issues.raise_if_any()
@@ -79,6 +88,7 @@ def spec_from_envelope(doc: Mapping[str, Any], issues: Issues) -> RawSpec | None
     positive = doc.get("positive_class")
     if positive is not None and not _is_class_value(positive):
         issues.add("positive_class", "positive_class must be a string or an integer")
+    _class_text(positive, "positive_class", issues)
     classes = doc.get("classes")
     if classes is not None:
         if not isinstance(classes, list) or not classes:
@@ -87,6 +97,8 @@ def spec_from_envelope(doc: Mapping[str, Any], issues: Issues) -> RawSpec | None
             for i, value in enumerate(classes):
                 if not _is_class_value(value):
                     issues.add(f"classes[{i}]", "a class must be a string or an integer")
+                    break
+                if _class_text(value, f"classes[{i}]", issues):
                     break
     threshold = _threshold(doc.get("threshold"), task, issues)
     if issues or name is None or version is None or task is None:
@@ -119,10 +131,22 @@ def _is_class_value(value: object) -> bool:
 
 
 def _text(value: object, field: str, issues: Issues) -> str | None:
+    """A model name or version: non-empty, at most :data:`MAX_MODEL_CHARS`, no control characters."""
     if not isinstance(value, str) or not value.strip():
         issues.add(field, f"{field} is required and must be a non-empty string")
         return None
+    if text_issue(value, field, MAX_MODEL_CHARS, issues, what=field):
+        return None
+    control = _CONTROL.search(value)
+    if control is not None:
+        issues.add(field, f"{field} contains the control character {control.group()!r}; use printable text")
+        return None
     return value
+
+
+def _class_text(value: object, field: str, issues: Issues) -> bool:
+    """A class given as text (``positive_class``, each of ``classes``) over MAX_CLASS_CHARS is an issue."""
+    return text_issue(value, field, MAX_CLASS_CHARS, issues, what="class")
 
 
 def _task(value: object, field: str, issues: Issues) -> str | None:

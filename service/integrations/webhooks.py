@@ -1,55 +1,54 @@
 """Job notifications: POST a short summary to the request's ``callback_url`` when a job ends.
 
-Delivery goes through the outbound-safety client (private and loopback addresses refused unless
-``YARDSTICK_OUTBOUND_ALLOW`` names them) with retries on 5xx and timeouts. It is best effort:
-the result is stored before the call, so a receiver that misses a notification can still poll.
+Every ending is put in the callback outbox (the ``callbacks`` table) by the transaction that ends
+the job: a result stored, a failure, a cancel (from the API), or the store's reaper failing a job
+whose workers kept dying. :class:`CallbackDispatcher` runs in a thread of each worker process and
+delivers due callbacks, several at a time, off the path of the jobs: a slow or dead receiver never
+delays the next job. A callback whose receiver does not answer, answers 429 or 5xx is tried again
+after 1, 5, 30, 120 and 600 seconds (6 attempts over about 13 minutes), then given up; another 4xx
+or a refused address is given up at once. The outbox row keeps the state (``delivered`` or
+``failed``), the attempts and the last error. Delivery goes through the outbound-safety client
+(private and loopback addresses refused unless ``YARDSTICK_OUTBOUND_ALLOW`` names them). The result
+is stored before the notification, so a receiver that misses one can still poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from service.integrations.outbound import (
     OutboundBlocked,
+    OutboundClient,
     OutboundError,
     OutboundPolicy,
     outbound_client,
     post_json,
 )
+from service.store.sql import CallbackRecord
 
 log = logging.getLogger("yardstick.webhooks")
 TIMEOUT_SECONDS = 10.0
-RETRIES = 3
-BACKOFF_SECONDS = 0.5
+#: Waits before the 2nd, 3rd, ... attempt; one more attempt than entries.
+RETRY_SECONDS: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+#: Callbacks one worker process delivers at once.
+CONCURRENCY = 8
+#: How often an idle dispatcher looks for due callbacks (a job ending in its process wakes it).
+POLL_SECONDS = 0.5
 
 
-async def notify_async(url: str, payload: dict[str, Any], *, policy: OutboundPolicy) -> str | None:
-    """Deliver ``payload``; return None on success, else why it could not be delivered."""
-    async with outbound_client(policy, timeout=TIMEOUT_SECONDS, max_response_bytes=1024 * 1024) as client:
-        for attempt in range(RETRIES + 1):
-            try:
-                await post_json(client, url, payload, decode=False)
-                return None
-            except OutboundBlocked as exc:
-                return str(exc)
-            except OutboundError as exc:
-                if attempt == RETRIES or not exc.retryable:
-                    return str(exc)
-                await asyncio.sleep(BACKOFF_SECONDS * 2**attempt)
-    return "not delivered"  # unreachable: the loop returns
+class CallbackOutbox(Protocol):
+    """What the dispatcher needs of the store (:class:`service.store.sql.SqlStore`)."""
 
-
-def notify(url: str, payload: dict[str, Any], *, policy: OutboundPolicy) -> str | None:
-    """Blocking wrapper for the job worker; logs and returns the failure, never raises."""
-    try:
-        failure = asyncio.run(notify_async(url, payload, policy=policy))
-    except Exception as exc:  # a notification must never fail the job it reports
-        failure = f"{type(exc).__name__}: {exc}"
-    if failure is not None:
-        log.warning("callback to %s not delivered: %s", url, failure)
-    return failure
+    def claim_callbacks(self, *, limit: int, hold_seconds: float) -> list[CallbackRecord]: ...
+    def finish_callback(
+        self, job_id: str, attempt: int, *, error: str | None, retry_at: datetime | None
+    ) -> bool: ...
 
 
 def job_payload(
@@ -71,3 +70,147 @@ def job_payload(
         "job_url": f"/v1/jobs/{job_id}",
         "result_url": f"/v1/jobs/{job_id}/result" if status == "succeeded" else None,
     }
+
+
+def callback_payload(record: CallbackRecord) -> dict[str, Any]:
+    return job_payload(
+        record.job_id,
+        record.status,
+        record.batch_ref,
+        model={"name": record.model_name, "version": record.model_version},
+        gates_passed=record.gates_passed if record.status == "succeeded" else None,
+        error=record.error if record.status == "failed" else None,
+    )
+
+
+async def send_once(client: OutboundClient, url: str, payload: dict[str, Any]) -> tuple[str | None, bool]:
+    """One delivery attempt: (None, _) when delivered, else (why not, whether to try again)."""
+    try:
+        await post_json(client, url, payload, decode=False)
+    except OutboundBlocked as exc:
+        return str(exc), False
+    except OutboundError as exc:
+        return str(exc), exc.retryable
+    except Exception as exc:  # a notification must never take its deliverer down
+        return f"{type(exc).__name__}: {exc}", True
+    return None, False
+
+
+class CallbackDispatcher:
+    """Delivers the callback outbox with retries; :meth:`start` runs it in a daemon thread."""
+
+    def __init__(
+        self,
+        outbox: CallbackOutbox,
+        policy: OutboundPolicy,
+        *,
+        retry_seconds: Sequence[float] = RETRY_SECONDS,
+        timeout: float = TIMEOUT_SECONDS,
+        concurrency: int = CONCURRENCY,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.outbox = outbox
+        self.policy = policy
+        self.retry_seconds = tuple(retry_seconds)
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        # a claimed row is due again after this long (its deliverer died mid-attempt)
+        self.hold_seconds = timeout + 30.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken: asyncio.Event | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_seconds) + 1
+
+    def wake(self) -> None:
+        """Look for due callbacks now (a job just ended in this process); safe from any thread."""
+        loop, woken = self._loop, self._woken
+        if loop is not None and woken is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just closed
+                loop.call_soon_threadsafe(woken.set)
+
+    def deliver_due(self) -> int:
+        """One round, in the calling thread: attempt every due callback (up to ``concurrency``)
+        and record the outcomes; return how many were attempted."""
+
+        async def round_() -> int:
+            async with self._client() as client:
+                records = await asyncio.to_thread(
+                    self.outbox.claim_callbacks, limit=self.concurrency, hold_seconds=self.hold_seconds
+                )
+                await asyncio.gather(*(self._deliver(client, r) for r in records))
+                return len(records)
+
+        return asyncio.run(round_())
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self.run_until, args=(stop,), name="callbacks", daemon=True)
+        thread.start()
+        return thread
+
+    def run_until(self, stop: threading.Event) -> None:
+        """Deliver until ``stop`` is set, each callback in its own task: a slow receiver holds
+        one of the ``concurrency`` places, not the others."""
+        asyncio.run(self._run(stop))
+
+    async def _run(self, stop: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._woken = asyncio.Event()
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            async with self._client() as client:
+                while not stop.is_set():
+                    self._woken.clear()
+                    room = self.concurrency - len(in_flight)
+                    records: list[CallbackRecord] = []
+                    if room > 0:
+                        try:
+                            records = await asyncio.to_thread(
+                                self.outbox.claim_callbacks, limit=room, hold_seconds=self.hold_seconds
+                            )
+                        except Exception:  # the database may be briefly away: try again later
+                            log.exception("could not read the callback outbox")
+                    for record in records:
+                        task = asyncio.create_task(self._deliver(client, record))
+                        in_flight.add(task)
+                        task.add_done_callback(in_flight.discard)
+                        task.add_done_callback(lambda _t: self._woken.set() if self._woken else None)
+                    if records and len(records) == room:
+                        continue  # more may be due
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._woken.wait(), self.poll_seconds)
+                for task in in_flight:
+                    task.cancel()
+                await asyncio.gather(*in_flight, return_exceptions=True)
+        finally:
+            self._loop = self._woken = None
+
+    def _client(self) -> OutboundClient:
+        return outbound_client(self.policy, timeout=self.timeout, max_response_bytes=1024 * 1024)
+
+    async def _deliver(self, client: OutboundClient, record: CallbackRecord) -> None:
+        failure, retryable = await send_once(client, record.url, callback_payload(record))
+        attempt = record.attempts
+        retry_at = None
+        if failure is None:
+            log.info("callback of job %s delivered (attempt %d)", record.job_id, attempt)
+        elif retryable and attempt < self.max_attempts:
+            wait = self.retry_seconds[attempt - 1]
+            retry_at = datetime.now(UTC) + timedelta(seconds=wait)
+            log.info("callback of job %s not delivered (%s); retrying in %g s", record.job_id, failure, wait)
+        else:
+            log.warning(
+                "callback of job %s to %s given up after %d attempts: %s",
+                record.job_id,
+                record.url,
+                attempt,
+                failure,
+            )
+        try:
+            await asyncio.to_thread(
+                self.outbox.finish_callback, record.job_id, attempt, error=failure, retry_at=retry_at
+            )
+        except Exception:  # the row stays claimed and is retried once its hold runs out
+            log.exception("could not record the callback of job %s", record.job_id)

@@ -19,6 +19,7 @@ from schemas.baselines import BaselineResult, Heuristic, Pairing
 from schemas.evaluations import EvaluationCreate
 from schemas.metrics import MetricsReport
 from schemas.results import Finding
+from service.errors import NotFound
 from service.expressions import evaluate as evaluate_expression
 from service.expressions import parse
 from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
@@ -185,7 +186,7 @@ class BaselinePanel:
         self._threads = max(1, threads)
         others = [_Other(spec.human.batch_id, "human", "human")] if spec.human is not None else []
         self._others = others + [_Other(e.batch_id, "existing", e.name) for e in spec.existing]
-        records = {o.batch_id: store.meta.get_batch(o.batch_id) for o in self._others}
+        records = {o.batch_id: store.batch(o.batch_id) for o in self._others}
         self._same_ids = {i: _same_ids_as_model(store, batch, r) for i, r in records.items()}
         self._stack = contextlib.ExitStack()
         if self._threads > 1:
@@ -594,7 +595,7 @@ def _same_ids_as_model(store: Store, batch: BatchRecord, other: BatchRecord) -> 
     try:
         n_model, model_digest = store.files.footer(batch.data_path)
         n_other, other_digest = store.files.footer(other.data_path)
-    except OSError:
+    except (OSError, NotFound):
         return False
     return model_digest is not None and model_digest == other_digest and n_model == n_other == batch.rows
 

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from schemas.baselines import BaselineResult
 from schemas.common import ModelRef
 from schemas.evaluations import EvaluationCreate
+from schemas.jobs import stage_progress
 from schemas.metrics import Interval, MetricsReport
 from schemas.results import EvaluationResult, Finding, PrimaryMetric, SectionError, Threshold
 from schemas.slices import SlicesResult
@@ -259,7 +260,7 @@ def _model_section(
             metric_columns(batch) + baseline_columns(request, sample_ids=ids) + slice_columns(request, batch)
         )
         table = store.files.read(batch.data_path, columns=list(dict.fromkeys(wanted)))
-        progress(0.05)
+        progress(stage_progress("metrics"))
         presorted = None
         if panel is not None:
             panel.start(_labeled(table))
@@ -286,18 +287,42 @@ def _model_section(
             metrics=model_metric_names(data, batch, request),
             primary=primary_choice(data, batch, request).name,
             label_primary=label_primary_choice(data, batch).name,
-            progress=lambda f: progress(0.05 + 0.15 * f),
+            progress=lambda f: progress(stage_progress("metrics", f)),
         )
         assert prepared.report is not None
         return _ModelSection(table, data, prepared.report.model_copy(), [], baselines, baseline_findings)
 
 
+def batches_read(request: EvaluationCreate) -> list[str]:
+    """Every batch an evaluation reads: its own, the human and existing baselines', and both
+    sides of each robustness pair. A worker pins them all when the job starts."""
+    ids = [request.batch_id]
+    if request.baselines is not None:
+        if request.baselines.human is not None:
+            ids.append(request.baselines.human.batch_id)
+        ids += [existing.batch_id for existing in request.baselines.existing]
+    if request.robustness is not None:
+        for pair in request.robustness.pairs:
+            ids += [pair.original_batch_id, pair.perturbed_batch_id]
+    return list(dict.fromkeys(ids))
+
+
+def job_batches(job: JobRecord) -> list[str]:
+    """:func:`batches_read` of a queued job's request."""
+    return batches_read(EvaluationCreate.model_validate(job.request))
+
+
 def run_evaluation(
     store: Store, job: JobRecord, *, progress: Progress, settings: Settings | None = None
 ) -> EvaluationResult:
+    """Evaluate ``job`` on one version of each batch it reads: ``store`` is a job's view
+    (:meth:`Store.pinned`), or the batches are pinned here for the length of the call."""
     settings = settings or Settings()
     request = EvaluationCreate.model_validate(job.request)
-    batch = store.meta.get_batch(request.batch_id)
+    if store.pins is None:
+        with store.pinned(job.id, job.attempts, batches_read(request)) as pinned:
+            return run_evaluation(pinned, job, progress=progress, settings=settings)
+    batch = store.batch(request.batch_id)
     errors: dict[str, SectionError] = {}
     try:
         model = _model_section(store, batch, request, settings, progress)
@@ -310,16 +335,18 @@ def run_evaluation(
     table, data, report = model.table, model.data, model.report
     findings: list[Finding] = list(model.findings)
     labeled = data.y_true.size > 0
-    progress(0.2)
     if request.bootstrap is not None and labeled:
+        progress(stage_progress("bootstrap"))
         report.intervals = _bootstrap(data, batch, request, report, progress)
     sections = _Sections(errors, findings)
     calibration = confidence = robustness = slices = None
     if request.calibration is not None and labeled and data.scores is not None:
+        progress(stage_progress("calibration"))
         calibration = sections.run(
             "calibration", lambda: run_calibration(data.y_true, data.scores, batch, request)
         )
     if request.confidence is not None and labeled:
+        progress(stage_progress("calibration"))
         if batch.task == "regression":
             confidence = sections.run(
                 "confidence", lambda: (regression_confidence(table, request.confidence), [])
@@ -330,20 +357,21 @@ def run_evaluation(
                 lambda: (run_confidence(data.y_true, data.y_pred, data.scores, request.confidence), []),
             )
     if request.robustness is not None:
+        progress(stage_progress("robustness"))
         robustness = sections.run(
             "robustness",
             lambda: run_robustness(
-                store, settings, batch, request, progress=lambda f: progress(0.2 + 0.4 * f)
+                store, settings, batch, request, progress=lambda f: progress(stage_progress("robustness", f))
             ),
         )
-    progress(0.6)
     findings += model.baseline_findings
     if request.slices is not None and labeled:
+        progress(stage_progress("slices"))
         slices = sections.run(
             "slices",
-            lambda: _slices(store, batch, job, request, table, data, report, progress),
+            lambda: _slices(store, batch, job, request, table, data, report, progress, settings),
         )
-    progress(0.95)
+    progress(stage_progress("finishing"))
     if 0 < batch.labeled_rows < batch.rows:
         findings.append(
             Finding(
@@ -437,6 +465,7 @@ def _slices(
     data: EvaluationData,
     report: MetricsReport,
     progress: Progress,
+    settings: Settings,
 ) -> tuple[SlicesResult, list[Finding]]:
     labeled = table.filter(pc.is_valid(table.column(LABEL)))
     slices, findings = run_slices(
@@ -449,7 +478,9 @@ def _slices(
         data.y_pred,
         data.scores,
         report,
-        progress=lambda f: progress(0.8 + 0.15 * f),
+        progress=lambda f: progress(stage_progress("slices", f)),
+        max_per_group=settings.max_slices_per_group,
+        max_per_result=settings.max_slices_per_result,
     )
     if batch.task != "regression":
         findings += comparison_paradoxes(store, batch, request, labeled, data.y_true == data.y_pred)
@@ -496,7 +527,7 @@ def _bootstrap(
     names = [name for name, value in report.metrics.items() if value is not None]
 
     def scaled(fraction: float) -> None:
-        progress(0.2 + 0.75 * fraction)
+        progress(stage_progress("bootstrap", fraction))
 
     options = {
         "metrics": names,

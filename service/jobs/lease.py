@@ -1,9 +1,10 @@
 """A job's lease, kept alive by a heartbeat thread while the computation runs.
 
-The computation reports progress through :meth:`Lease.report`; the heartbeat thread
-writes it to the store and extends the lease. When the store says the job is no
-longer ours (cancelled, or taken over after we stalled), the next ``report`` raises
-:class:`LeaseLost` so the computation stops instead of finishing work nobody wants.
+The computation reports progress through :meth:`Lease.report` (it never goes back; the job's
+``stage`` is the band it is in, ``schemas.jobs.STAGES``); the heartbeat thread writes it to the
+store and extends the lease. When the store says the job is no longer ours (cancelled, or taken
+over after we stalled), the next ``report`` raises :class:`LeaseLost` so the computation stops
+instead of finishing work nobody wants.
 """
 
 from __future__ import annotations
@@ -48,10 +49,14 @@ class Lease:
         return self._lost.is_set()
 
     def report(self, fraction: float) -> None:
-        """Record progress (0..1); raise :class:`LeaseLost` if the job is no longer ours."""
+        """Record progress (0..1); raise :class:`LeaseLost` if the job is no longer ours.
+
+        Progress only moves forward: a lower fraction than one reported before is ignored (the
+        store also keeps the highest value, across retries of the job)."""
         if self._lost.is_set():
             raise LeaseLost(self._job_id)
-        self._progress = fraction
+        current = self._progress
+        self._progress = fraction if current is None else max(current, fraction)
 
     def __enter__(self) -> Lease:
         self._thread.start()

@@ -1,9 +1,10 @@
 """Worker processes: CPU-bound evaluation never runs on the API's event loop.
 
 ``serve`` starts a pool next to the API; ``yardstick worker`` runs a pool alone. Each
-process runs :class:`JobWorker` against the shared store. A supervisor thread restarts
-processes that die (for example killed for memory); the job they held is retried once its
-lease runs out. Children die with their parent (``PR_SET_PDEATHSIG`` on Linux, and a
+process runs :class:`JobWorker` against the shared store, and a thread delivering the
+callback outbox (:class:`~service.integrations.webhooks.CallbackDispatcher`). A supervisor
+thread restarts processes that die (for example killed for memory); the job they held is
+retried once its lease runs out. Children die with their parent (``PR_SET_PDEATHSIG`` on Linux, and a
 parent-pid check elsewhere), so ``kill -9`` of the server leaves no orphan holding work.
 """
 
@@ -73,8 +74,10 @@ def keep_freed_memory() -> bool:
 def worker_process_main(settings_json: str, index: int, parent_pid: int) -> None:
     _die_with_parent()
     # Imported here so the parent (the API process) does not pay for the worker modules.
+    from service.integrations.outbound import OutboundPolicy
+    from service.integrations.webhooks import CallbackDispatcher
     from service.jobs.worker import JobWorker, default_worker_id
-    from service.store import Store
+    from service.store import SqlStore, Store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     single_threaded_blas()
@@ -91,10 +94,19 @@ def worker_process_main(settings_json: str, index: int, parent_pid: int) -> None
 
     threading.Thread(target=watch_parent, daemon=True).start()
     store = Store.open(settings)
-    worker = JobWorker(store, settings, worker_id=default_worker_id(index))
+    # Callbacks go out from their own thread (and database connections): a slow receiver never
+    # holds up the jobs (service/integrations/webhooks.py).
+    outbox = SqlStore.from_url(settings.resolved_database_url)
+    callbacks = CallbackDispatcher(outbox, OutboundPolicy.from_settings(settings.outbound_allow))
+    delivering = callbacks.start(stop)
+    worker = JobWorker(store, settings, worker_id=default_worker_id(index), callbacks=callbacks)
     try:
         worker.run_until(stop)
     finally:
+        stop.set()
+        callbacks.wake()
+        delivering.join(5)
+        outbox.dispose()
         store.close()
 
 

@@ -174,8 +174,8 @@ def _answers_of(table: pa.Table, batch: BatchRecord) -> rw.Answers:
 
 
 def _pair(store: Store, batch: BatchRecord, pair: PairTest, spec: RobustnessRequest) -> ExpectationResult:
-    original = store.meta.get_batch(pair.original_batch_id)
-    perturbed = store.meta.get_batch(pair.perturbed_batch_id)
+    original = store.batch(pair.original_batch_id)
+    perturbed = store.batch(pair.perturbed_batch_id)
     wanted = [SAMPLE_ID, PREDICTION, SCORE]
     a = store.files.read(original.data_path, columns=[c for c in wanted if c in _names(original)])
     b = store.files.read(perturbed.data_path, columns=[c for c in wanted if c in _names(perturbed)])

@@ -21,6 +21,7 @@ from schemas.slices import (
     SliceMetric,
     SlicesResult,
 )
+from service.errors import NotFound
 from service.expressions import evaluate as evaluate_expression
 from service.expressions import parse
 from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
@@ -30,7 +31,9 @@ from service.workers import metrics as metrics_worker
 from service.workers import simpsons, slicefinder
 from service.workers import slices as slice_worker
 from service.workers.metrics import Labels
+from service.workers.primary_metric import choose_primary_metric
 from service.workers.slices.flagging import FlaggedSlice, describe_conditions, flag_slices
+from service.workers.slices.report import select_slices
 
 Progress = Callable[[float], None]
 Column = tuple[str, np.ndarray, list[Any]]
@@ -74,7 +77,11 @@ def run_slices(
     report: MetricsReport,
     *,
     progress: Progress,
+    max_per_group: int | None = None,
+    max_per_result: int | None = None,
 ) -> tuple[SlicesResult, list[Finding]]:
+    """The slices section. ``max_per_group`` and ``max_per_result`` cap the slices listed in
+    ``groups`` (``select_slices`` says which are kept); every slice is still tested and flagged."""
     spec = request.slices
     assert spec is not None
     classes = batch.classes or []
@@ -110,17 +117,46 @@ def run_slices(
     groups = [[c] for c in spec.columns] + [list(cross) for cross in spec.crosses]
     # Prepared once (scores sorted, per-row losses computed), then one evaluation per column or cross.
     evaluator = slice_worker.SliceEvaluator(y_true, y_pred, **common) if groups else None
-    tests = []
+    gated = [g.slice.conditions for g in request.gates or [] if g.slice is not None and g.slice.conditions]
+    by_class = None if task == "regression" else np.bincount(y_true, minlength=len(classes))
+    rank_by = choose_primary_metric(
+        task, requested=request.metrics, support=by_class, positive=common["positive"]
+    ).name
+    evaluated = []
     for i, names in enumerate(groups):
         assert evaluator is not None
-        group, group_tests = evaluator.evaluate([column(n) for n in names])
-        result.groups.append(group)
-        tests.append(group_tests)
+        evaluated.append(
+            evaluator.evaluate_group(
+                [column(n) for n in names], limit=max_per_group, rank_by=rank_by, keep=gated
+            )
+        )
         progress(0.5 * (i + 1) / max(len(groups), 1))
+    tests = [g.tests for g in evaluated]
     if tests:
         flags = flag_slices(
             tests, alpha=spec.alpha, min_effect=spec.min_effect, binary_errors=task != "regression"
         )
+        # Result models only for the slices listed: building them is most of a large cross's cost.
+        kept = select_slices(
+            evaluated,
+            rank_by=rank_by,
+            flagged=[(f.columns, f.conditions, f.impact) for f in flags.flagged],
+            keep=gated,
+            per_group=max_per_group,
+            per_result=max_per_result,
+        )
+        result.groups = [g.build(k) for g, k in zip(evaluated, kept, strict=True)]
+        result.omitted_slices = sum(g.omitted for g in result.groups)
+        if result.omitted_slices:
+            total = sum(g.size for g in evaluated)
+            result.omitted_reason = (
+                f"{result.omitted_slices} of {total} slices are not listed: each column or cross lists at "
+                f"most {max_per_group} and the result at most {max_per_result} "
+                "(YARDSTICK_MAX_SLICES_PER_GROUP, YARDSTICK_MAX_SLICES_PER_RESULT). Listed first: slices a "
+                f"gate names, flagged slices, then the worst on {rank_by} among those of at least "
+                f"{spec.min_support} rows and 5% of the batch, then the smaller ones. Every slice was "
+                "tested; `flagging` counts them all."
+            )
         result.flagging = SliceFlagging(
             tests=flags.tests,
             significant=flags.significant,
@@ -381,7 +417,10 @@ def comparison_paradoxes(
     others += [(e.name, e.batch_id) for e in panel.existing]
     findings = []
     for name, other_id in others:
-        other = store.meta.get_batch(other_id)
+        try:
+            other = store.batch(other_id)
+        except NotFound:
+            continue  # deleted before the job read it: the baselines section reports it
         present = {c["name"] for c in other.columns}
         wanted = [c for c in spec.columns if c in present]
         table = store.files.read(other.data_path, columns=[SAMPLE_ID, LABEL, PREDICTION, *wanted])

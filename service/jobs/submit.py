@@ -3,11 +3,14 @@ so a job that gets its 202 fails later only for reasons the request could not sh
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Sequence
 
 import pyarrow as pa
 
 from schemas.evaluations import EvaluationCreate
+from schemas.robustness import Directional, Invariance, Perturbation, RobustnessRequest
 from service.errors import FieldIssue, InvalidInput, NotFound
 from service.expressions import ExpressionError, check_columns, parse
 from service.ingest.canonical import SCORE, SCORE_PREFIX, Label
@@ -18,6 +21,7 @@ from service.store import JobRecord, Store, new_id
 from service.store.records import BatchRecord
 from service.store.sql import utcnow
 from service.workers import metrics as metrics_worker
+from service.workers import robustness as robustness_worker
 
 
 def _has_scores(batch: BatchRecord) -> bool:
@@ -158,7 +162,7 @@ def validate_robustness(store: Store, request: EvaluationCreate, batch: BatchRec
         issues.append(
             FieldIssue("robustness.endpoint.url", "only http:// and https:// endpoints can be called")
         )
-    tests = [
+    tests: list[tuple[str, Sequence[Perturbation | Invariance | Directional]]] = [
         ("perturbation", spec.perturbation),
         ("invariance", spec.invariance),
         ("directional", spec.directional),
@@ -199,8 +203,56 @@ def validate_robustness(store: Store, request: EvaluationCreate, batch: BatchRec
                         f"batch {other_id!r} is {other.task}, not {batch.task}",
                     )
                 )
+    issues += _change_refusals(spec, batch)
     if issues:
         raise InvalidInput("; ".join(f"{i.field}: {i.message}" for i in issues), issues)
+
+
+def _change_refusals(spec: RobustnessRequest, batch: BatchRecord) -> list[FieldIssue]:
+    """What the robustness worker would refuse about the changes themselves (a swap or `set` value
+    the column cannot hold, equal swap values, arithmetic on a non-numeric column, noise of the
+    wrong kind): the worker's own functions applied to no rows of the batch's feature types."""
+    empty: dict[str, pa.Array] = {}
+    for column in batch.columns:
+        kind = _arrow_type(column["type"])
+        if column["role"] == "feature" and kind != pa.null():
+            with contextlib.suppress(pa.ArrowException, ValueError, TypeError):
+                empty[column["name"]] = pa.array([], kind)
+    table = pa.table(empty)
+    issues: list[FieldIssue] = []
+    changes: list[tuple[str, Invariance | Directional]] = [
+        *((f"robustness.invariance[{i}]", item) for i, item in enumerate(spec.invariance)),
+        *((f"robustness.directional[{i}]", item) for i, item in enumerate(spec.directional)),
+    ]
+    for field, item in changes:
+        if item.column not in empty:
+            continue  # not a feature (already an issue) or a type only the worker can judge
+        try:
+            if isinstance(item, Invariance):
+                robustness_worker.invariance_copy(table, item)
+            else:
+                robustness_worker.directional_copy(table, item)
+        except (ValueError, OverflowError) as exc:
+            issues.append(FieldIssue(field, str(exc) or f"the change does not fit column {item.column!r}"))
+    for i, noise in enumerate(spec.perturbation):
+        if noise.column not in empty:
+            continue
+        kind = empty[noise.column].type
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+        needs = {
+            "gaussian": (numeric, "a numeric column"),
+            "typo": (pa.types.is_string(kind) or pa.types.is_large_string(kind), "a string column"),
+            "swap": (not pa.types.is_nested(kind), "a flat column"),
+        }
+        fits, what = needs[noise.noise]
+        if not fits:
+            issues.append(
+                FieldIssue(
+                    f"robustness.perturbation[{i}].noise",
+                    f"{noise.noise} noise needs {what}; {noise.column!r} is of type {kind}",
+                )
+            )
+    return issues
 
 
 def validate_slices(request: EvaluationCreate, batch: BatchRecord) -> None:
@@ -311,10 +363,11 @@ def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreat
         max_attempts=settings.max_attempts,
         lease_owner=None,
         lease_expires_at=None,
-        cancel_requested=False,
         created_at=utcnow(),
         started_at=None,
         finished_at=None,
+        # The batch was found in the caller's project (store.meta is that project's view).
+        project=batch.project,
     )
     store.meta.insert_job(job)
     return job

@@ -9,9 +9,8 @@ import threading
 import traceback
 
 from service.errors import YardstickError
-from service.integrations.outbound import OutboundPolicy
-from service.integrations.webhooks import job_payload, notify
-from service.jobs.evaluate import run_evaluation
+from service.integrations.webhooks import CallbackDispatcher
+from service.jobs.evaluate import job_batches, run_evaluation
 from service.jobs.lease import Lease, LeaseLost
 from service.settings import Settings
 from service.store import Store
@@ -25,10 +24,22 @@ def default_worker_id(index: int = 0) -> str:
 
 
 class JobWorker:
-    def __init__(self, store: Store, settings: Settings, *, worker_id: str | None = None) -> None:
+    """Runs jobs. Their callbacks are not sent here: the store queues them when a job ends and a
+    :class:`CallbackDispatcher` delivers them (``callbacks``: this process's one, woken when a job
+    of this worker ends; see ``service.jobs.pool``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+        callbacks: CallbackDispatcher | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.worker_id = worker_id or default_worker_id()
+        self.callbacks = callbacks
 
     def run_once(self) -> JobRecord | None:
         """Claim and run one job; return it (as claimed), or None when there was no work."""
@@ -36,6 +47,8 @@ class JobWorker:
         if job is None:
             return None
         self._execute(job)
+        if self.callbacks is not None:
+            self.callbacks.wake()  # its callback, if any, is in the outbox now
         return job
 
     def run_until(self, stop: threading.Event) -> None:
@@ -60,7 +73,11 @@ class JobWorker:
         )
         with lease:
             try:
-                result = run_evaluation(self.store, job, progress=lease.report, settings=self.settings)
+                # One version of every batch the job reads, from start to end; unpinned when it ends.
+                with self.store.for_project(job.project).pinned(
+                    job.id, job.attempts, job_batches(job)
+                ) as store:
+                    result = run_evaluation(store, job, progress=lease.report, settings=self.settings)
             except LeaseLost:
                 log.info("job %s was cancelled or taken over; dropping its work", job.id)
                 return
@@ -69,30 +86,14 @@ class JobWorker:
                 return
             except Exception as exc:
                 log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-                self._fail(job, f"internal error: {type(exc).__name__}: {exc}")
+                # never the exception's text: it may carry server paths (the log has it all)
+                self._fail(job, f"internal error ({type(exc).__name__}); the worker's log has the details")
                 return
         if lease.lost or not self.store.meta.complete_job(
             job.id, self.worker_id, result.model_dump(mode="json")
         ):
             log.info("job %s finished but is no longer ours; its result was not stored", job.id)
-            return
-        self._notify(job, "succeeded", gates_passed=result.gates.passed, error=None)
 
     def _fail(self, job: JobRecord, error: str) -> None:
-        if self.store.meta.fail_job(job.id, self.worker_id, error):
-            self._notify(job, "failed", gates_passed=None, error=error)
-
-    def _notify(self, job: JobRecord, status: str, *, gates_passed: bool | None, error: str | None) -> None:
-        """Tell the request's callback_url, once the outcome is stored (only the lease holder gets here)."""
-        url = job.request.get("callback_url")
-        if not url:
-            return
-        payload = job_payload(
-            job.id,
-            status,
-            job.batch_id,
-            model={"name": job.model_name, "version": job.model_version},
-            gates_passed=gates_passed,
-            error=error,
-        )
-        notify(url, payload, policy=OutboundPolicy.from_settings(self.settings.outbound_allow))
+        if not self.store.meta.fail_job(job.id, self.worker_id, error):
+            log.info("job %s failed but is no longer ours; its failure was not stored", job.id)

@@ -1,14 +1,34 @@
-"""The metadata store interface. ``SqlStore`` is the implementation (SQLite, PostgreSQL)."""
+"""The metadata store interface, as one project sees it.
+
+``service.store.sql.ProjectMetadata`` implements it over ``SqlStore`` (SQLite, PostgreSQL). A
+view of one project finds nothing of another (a "does not exist", as for an id never issued);
+the view of every project (``project`` None) is for workers and health checks.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from service.store.records import BatchRecord, JobRecord
+from service.store.records import (
+    BatchRecord,
+    IdempotencyClaim,
+    IdempotencyEntry,
+    JobRecord,
+    StoredAnswer,
+)
 
 
 class MetadataStore(Protocol):
+    #: The project this view sees; None: every project.
+    project: str | None
+
+    def for_project(self, project: str) -> MetadataStore: ...
+    def remembering(
+        self, claim: IdempotencyClaim, answer: Callable[[BatchRecord | JobRecord], StoredAnswer]
+    ) -> MetadataStore: ...
+
     def create_schema(self) -> None: ...
     def dispose(self) -> None: ...
     def ping(self) -> None: ...
@@ -42,3 +62,9 @@ class MetadataStore(Protocol):
     ) -> bool: ...
     def complete_job(self, job_id: str, worker_id: str, result: dict[str, Any]) -> bool: ...
     def fail_job(self, job_id: str, worker_id: str, error: str) -> bool: ...
+
+    def claim_idempotency_key(
+        self, key: str, fingerprint: str, *, ttl_seconds: float, lock_seconds: float
+    ) -> IdempotencyClaim | IdempotencyEntry: ...
+    def idempotency_entry(self, key: str) -> IdempotencyEntry | None: ...
+    def release_idempotency_key(self, claim: IdempotencyClaim) -> None: ...

@@ -10,6 +10,7 @@ from schemas.batches import Batch, Column
 from schemas.common import ModelRef
 from schemas.jobs import Job
 from service.ingest.canonical import BatchSpec, Label, Task
+from service.settings import DEFAULT_PROJECT
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class BatchRecord:
     data_path: str
     data_version: int
     created_at: datetime
+    #: The tenant: only keys of this project see the batch (service.settings.ApiKey).
+    project: str = DEFAULT_PROJECT
 
     @property
     def spec(self) -> BatchSpec:
@@ -65,10 +68,11 @@ class JobRecord:
     max_attempts: int
     lease_owner: str | None
     lease_expires_at: datetime | None
-    cancel_requested: bool
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: The project of its batch; the job reads other batches within it only.
+    project: str = DEFAULT_PROJECT
 
     def to_wire(self) -> Job:
         return Job(
@@ -82,3 +86,30 @@ class JobRecord:
             attempts=self.attempts,
             error=self.error,
         )
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The first answer to a create request sent with an Idempotency-Key, as replayed."""
+
+    status: int
+    body: dict[str, Any]
+    location: str | None
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """This request runs first for its key: ``owner`` holds the key until it stores its answer."""
+
+    project: str
+    key: str
+    fingerprint: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class IdempotencyEntry:
+    """Another request took the key first: its fingerprint, and its answer once it has one."""
+
+    fingerprint: str
+    answer: StoredAnswer | None

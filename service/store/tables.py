@@ -1,4 +1,9 @@
-"""SQLAlchemy Core tables: portable types only, so SQLite and PostgreSQL share one schema."""
+"""SQLAlchemy Core tables: portable types only, so SQLite and PostgreSQL share one schema.
+
+This is the schema of the newest migration (``service/store/migrations/versions``): a change
+here needs a new revision, and ``tests/store/test_migrations.py`` fails until the migrated
+schema and these tables agree.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,15 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
+
+from service.settings import DEFAULT_PROJECT
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -45,10 +53,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 metadata = MetaData()
 
+PROJECT_LENGTH = 100  # the longest project name (service.settings.PROJECT_NAME)
+
 batches = Table(
     "batches",
     metadata,
     Column("id", String(64), primary_key=True),
+    Column("project", String(PROJECT_LENGTH), nullable=False, server_default=DEFAULT_PROJECT),
     Column("model_name", String(200), nullable=False),
     Column("model_version", String(200), nullable=False),
     Column("task", String(16), nullable=False),
@@ -61,8 +72,9 @@ batches = Table(
     # Bumped on every rewrite of the data file (late labels): optimistic concurrency.
     Column("data_version", Integer, nullable=False, default=1),
     Column("created_at", UTCDateTime, nullable=False),
-    Index("ix_batches_model_created", "model_name", "model_version", "created_at"),
-    Index("ix_batches_created", "created_at", "id"),
+    # Every query of batches names its project: the project leads each index.
+    Index("ix_batches_project_model_created", "project", "model_name", "model_version", "created_at"),
+    Index("ix_batches_project_created", "project", "created_at", "id"),
 )
 
 jobs = Table(
@@ -71,6 +83,7 @@ jobs = Table(
     Column("id", String(64), primary_key=True),
     Column("batch_id", String(64), ForeignKey("batches.id", ondelete="SET NULL"), nullable=True),
     Column("batch_ref", String(64), nullable=False),  # kept when the batch is deleted
+    Column("project", String(PROJECT_LENGTH), nullable=False, server_default=DEFAULT_PROJECT),
     Column("model_name", String(200), nullable=False),
     Column("model_version", String(200), nullable=False),
     Column("status", String(16), nullable=False),
@@ -82,11 +95,60 @@ jobs = Table(
     Column("max_attempts", Integer, nullable=False),
     Column("lease_owner", String(128), nullable=True),
     Column("lease_expires_at", UTCDateTime, nullable=True),
-    Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
-    Index("ix_jobs_status_created", "status", "created_at"),
-    Index("ix_jobs_model_created", "model_name", "created_at"),
-    Index("ix_jobs_created", "created_at", "id"),
+    Index("ix_jobs_status_created", "status", "created_at"),  # workers claim across projects
+    Index("ix_jobs_project_status_created", "project", "status", "created_at"),
+    Index("ix_jobs_project_model_created", "project", "model_name", "created_at"),
+    Index("ix_jobs_project_created", "project", "created_at", "id"),
+)
+
+# The first answer to a create request sent with an Idempotency-Key, per project and key.
+# ``state`` is "pending" while the first request runs (``owner`` holds it until ``locked_until``),
+# then "done" with the answer; rows past ``expires_at`` are swept.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("project", String(PROJECT_LENGTH), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("locked_until", UTCDateTime, nullable=False),
+    Column("response_status", Integer, nullable=True),
+    Column("response_body", JSON, nullable=True),
+    Column("response_location", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("project", "key", name="pk_idempotency_keys"),
+    Index("ix_idempotency_keys_expires", "expires_at"),
+)
+
+# Per-deployment values every process must agree on (the page-token signing key).
+service_state = Table(
+    "service_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# The callback outbox: one row per finished job whose request has a ``callback_url``, written in the
+# transaction that ends the job (succeeded, failed, cancelled, or failed by the reaper). Worker
+# processes deliver due rows (``next_attempt_at``) with retries; ``state`` is "pending", then
+# "delivered" or "failed" (given up), with ``attempts`` and the ``last_error``.
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # the job's final status, as notified
+    Column("gates_passed", Boolean, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Index("ix_callbacks_state_next", "state", "next_attempt_at"),
 )

@@ -13,8 +13,11 @@ import pytest
 from fastapi import FastAPI
 
 from service.app import create_app
+from service.integrations.outbound import OutboundPolicy
+from service.integrations.webhooks import CallbackDispatcher
 from service.jobs.worker import JobWorker
 from service.settings import Settings
+from service.store.sql import SqlStore
 from tests.integration.model_server import ModelServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -251,6 +254,15 @@ async def test_progress_is_reported_as_calls_complete(model_server: ModelServer)
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 5
 
 
+def deliver_callbacks(app: FastAPI) -> None:
+    """What a worker process's callback thread does, once: send every due callback."""
+    outbox = SqlStore.from_url(app.state.settings.resolved_database_url)
+    try:
+        CallbackDispatcher(outbox, OutboundPolicy.from_settings(["127.0.0.1"])).deliver_due()
+    finally:
+        outbox.dispose()
+
+
 async def test_callback_url_is_notified_once_when_the_job_ends(
     client: httpx.AsyncClient, model_server: ModelServer
 ) -> None:
@@ -266,6 +278,7 @@ async def test_callback_url_is_notified_once_when_the_job_ends(
     job = (await client.post("/v1/evaluations", json=request)).json()
     app: FastAPI = client.app  # type: ignore[attr-defined]
     await asyncio.to_thread(JobWorker(app.state.store, app.state.settings).run_once)
+    await asyncio.to_thread(deliver_callbacks, app)
     received = model_server.hooks[before:]
     assert received == [
         {
@@ -284,6 +297,7 @@ async def test_callback_url_is_notified_once_when_the_job_ends(
     failed = (await client.post("/v1/evaluations", json={"batch_id": doomed, "callback_url": hook})).json()
     assert (await client.delete(f"/v1/batches/{doomed}")).status_code == 204
     await asyncio.to_thread(JobWorker(app.state.store, app.state.settings).run_once)
+    await asyncio.to_thread(deliver_callbacks, app)
     last = model_server.hooks[-1]
     assert (last["job_id"], last["status"], last["result_url"]) == (failed["id"], "failed", None)
     assert doomed in last["error"] and "does not exist" in last["error"]

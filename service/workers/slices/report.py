@@ -52,9 +52,9 @@ metrics would get a dozen findings by chance.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
 from scipy import stats as scipy_stats  # type: ignore[import-untyped]
@@ -138,12 +138,169 @@ class SliceTests:
     their squares: what :mod:`~service.workers.slices.flagging` needs to flag and explain slices."""
 
     columns: list[str]
-    conditions: list[dict[str, Any]]
+    conditions: Sequence[dict[str, Any]]
     n: np.ndarray
     errors: np.ndarray
     squares: np.ndarray
     overall: dict[str, float | None]
     tests: list[SliceTest]
+
+
+class _Conditions(Sequence[dict[str, Any]]):
+    """Each slice's conditions (column -> label), made when asked for: a cross of several columns
+    can have tens of thousands of slices, of which only the tested and the reported need theirs."""
+
+    def __init__(self, names: list[str], labels: list[list[Any]], members: np.ndarray) -> None:
+        self._names = names
+        self._labels = labels
+        self._members = members
+        self._index: dict[tuple[int, ...], int] | None = None
+        self._codes: list[dict[Any, int]] | None = None
+
+    def __len__(self) -> int:
+        return int(self._members.shape[0])
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        row = self._members[i]
+        return {name: _plain(self._labels[j][int(row[j])]) for j, name in enumerate(self._names)}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self[i] for i in range(len(self)))
+
+    def find(self, conditions: Mapping[str, Any]) -> int | None:
+        """The slice with exactly these conditions (compared as ``==``, like dicts), or None."""
+        if set(conditions) != set(self._names):
+            return None
+        if self._index is None or self._codes is None:
+            self._index = {tuple(row): i for i, row in enumerate(self._members.tolist())}
+            self._codes = [{} for _ in self._names]
+            for j, labels in enumerate(self._labels):
+                for code, label in enumerate(labels):
+                    self._codes[j].setdefault(_plain(label), code)
+        try:
+            key = tuple(self._codes[j][conditions[name]] for j, name in enumerate(self._names))
+        except (KeyError, TypeError):  # a value no slice has, or an unhashable one
+            return None
+        return self._index.get(key)
+
+
+@dataclass
+class EvaluatedGroup:
+    """One column's or cross's slices as arrays (:meth:`SliceEvaluator.evaluate_group`): their
+    tests for flagging, and what :meth:`build` needs to make the result model of any of them."""
+
+    columns: list[str]
+    metrics: list[str]
+    n: np.ndarray
+    share: np.ndarray
+    minority: np.ndarray
+    values: dict[str, _Columns]
+    overall: dict[str, float | None]
+    conditions: _Conditions
+    tests: SliceTests
+
+    @property
+    def size(self) -> int:
+        """Slices with at least one row."""
+        return int(self.n.size)
+
+    def badness(self, metric: str) -> np.ndarray:
+        """How much worse than the whole batch each slice is on ``metric`` (:func:`_badness`)."""
+        return _badness(metric, self.values[metric], self.overall.get(metric))
+
+    def build(self, keep: np.ndarray | None = None) -> SliceGroup:
+        """The result model of the slices ``keep`` (indices; default all), in label order, with
+        ``omitted`` counting the others."""
+        chosen = range(self.size) if keep is None else sorted(int(i) for i in keep)
+        slices: list[Slice] = []
+        for i in chosen:
+            metrics: dict[str, SliceMetric] = {}
+            for m in self.metrics:
+                col = self.values[m]
+                v = _finite(col.value[i])
+                lo, hi = _finite(col.low[i]), _finite(col.high[i])
+                base = self.overall[m]
+                metrics[m] = SliceMetric(
+                    value=v,
+                    interval=Interval(low=lo, high=hi)
+                    if v is not None and lo is not None and hi is not None
+                    else None,
+                    difference=v - base if v is not None and base is not None else None,
+                    p_value=_finite(col.p[i]) if v is not None else None,
+                )
+            slices.append(
+                Slice(
+                    conditions=self.conditions[i],
+                    n=int(self.n[i]),
+                    share=float(self.share[i]),
+                    minority=bool(self.minority[i]),
+                    metrics=metrics,
+                )
+            )
+        return SliceGroup(columns=self.columns, slices=slices, omitted=self.size - len(slices))
+
+
+def _badness(metric: str, col: _Columns, overall: float | None) -> np.ndarray:
+    """``metric``'s shortfall from the whole batch's value (from the rest's without one), in the
+    direction where it is worse: positive is worse; -inf where the slice's value is undefined."""
+    reference = col.rest if overall is None else np.full(col.value.shape, overall)
+    gap = reference - col.value if METRICS[metric].greater_is_better else col.value - reference
+    return np.where(np.isnan(gap), -np.inf, gap)
+
+
+def select_slices(
+    groups: Sequence[EvaluatedGroup],
+    *,
+    rank_by: str,
+    flagged: Sequence[tuple[Sequence[str], Mapping[str, Any], float]] = (),
+    keep: Sequence[Mapping[str, Any]] = (),
+    per_group: int | None = None,
+    per_result: int | None = None,
+) -> list[np.ndarray]:
+    """Which slices of each group to report when there may be too many: indices per group.
+
+    At most ``per_group`` slices of each group and ``per_result`` over all of them, taken in this
+    order: the slices named in ``keep`` (the request's slice gates); the ``flagged`` ones, given
+    as (columns, conditions, impact), highest impact first; the other slices of at least
+    ``min_support`` rows and 5% of the batch, worst first on ``rank_by`` (their shortfall from
+    the batch's value); then the minority slices the same way, larger first among equals.
+    Nothing is left out when both caps are None.
+    """
+    tiers: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    for group in groups:
+        metric = rank_by if rank_by in group.values else group.metrics[0]
+        tier = np.where(group.minority, 3, 2)
+        score = group.badness(metric)
+        for columns, conditions, impact in flagged:
+            i = group.conditions.find(conditions) if list(columns) == group.columns else None
+            if i is not None:
+                tier[i], score[i] = 1, impact
+        for conditions in keep:
+            i = group.conditions.find(conditions)
+            if i is not None:
+                tier[i] = 0
+        tiers.append(tier)
+        scores.append(score)
+    chosen: list[np.ndarray] = []
+    for group, tier, score in zip(groups, tiers, scores, strict=True):
+        order = np.lexsort((-group.n, -score, tier))
+        chosen.append(order if per_group is None else order[:per_group])
+    if per_result is not None and sum(c.size for c in chosen) > per_result:
+        owner = np.concatenate([np.full(c.size, g, dtype=np.intp) for g, c in enumerate(chosen)])
+        index = np.concatenate(chosen)
+        tier = np.concatenate([t[c] for t, c in zip(tiers, chosen, strict=True)])
+        score = np.concatenate([s[c] for s, c in zip(scores, chosen, strict=True)])
+        n = np.concatenate([g.n[c] for g, c in zip(groups, chosen, strict=True)])
+        top = np.lexsort((-n, -score, tier))[:per_result]
+        chosen = [index[top[owner[top] == g]] for g in range(len(groups))]
+    return [np.sort(c) for c in chosen]
 
 
 def _proportion_parts(
@@ -334,9 +491,30 @@ class SliceEvaluator:
 
     def evaluate(self, group_columns: Sequence[GroupColumn]) -> tuple[SliceGroup, SliceTests]:
         """As :meth:`report`, with every test of the group unfiltered (:class:`SliceTests`)."""
+        group = self.evaluate_group(group_columns)
+        return group.build(), group.tests
+
+    def evaluate_group(
+        self,
+        group_columns: Sequence[GroupColumn],
+        *,
+        limit: int | None = None,
+        rank_by: str | None = None,
+        keep: Sequence[Mapping[str, Any]] = (),
+    ) -> EvaluatedGroup:
+        """Every slice's values, intervals and tests as arrays: the result models are made
+        afterwards, for the slices reported only (:meth:`EvaluatedGroup.build`).
+
+        ``limit``: at most this many of the group's slices will be reported, chosen by
+        :func:`select_slices` with the same ``rank_by`` and ``keep``. Every slice of at least
+        ``min_support`` rows is still tested; the bootstrap intervals of label metrics are then
+        drawn only for those, the ``limit`` worst smaller ones on ``rank_by`` and those in ``keep``
+        (the others could not be reported), which is most of a many-column cross's cost.
+        """
         names, columns = self._check_groups(group_columns)
         gc = group_codes(columns, n=self.n)
         codes = gc.codes.astype(np.intp, copy=False)
+        conditions = _Conditions(names, [list(g[2]) for g in group_columns], gc.members)
         if self.task == "regression":
             support = np.bincount(codes, minlength=gc.n_groups)
             values = self._regression_columns(gc, codes, support)
@@ -348,11 +526,36 @@ class SliceEvaluator:
             flat += self._cells
             cm = np.bincount(flat, minlength=gc.n_groups * k2).reshape(gc.n_groups, self.k, self.k)
             support = cm.sum(axis=(1, 2))
-            values = self._classification_columns(gc, codes, cm, support)
+            rest_cm = cm.sum(axis=0) - cm
+            values, boot = self._classification_columns(gc, codes, cm, rest_cm, support)
+            if boot:
+                subset = None
+                if limit is not None and gc.n_groups > limit:
+                    wanted = [conditions.find(c) for c in keep]
+                    subset = self._bootstrap_subset(
+                        support, values, limit, rank_by, [i for i in wanted if i is not None]
+                    )
+                self._bootstrap(boot, cm, rest_cm, values, subset)
             # misclassified rows: a 0/1 error per row, so its squares sum to the same count
             errors = (support - np.trace(cm, axis1=1, axis2=2)).astype(np.float64)
             squares = errors
-        return self._assemble(names, group_columns, gc, support, values, errors, squares)
+        return self._assemble(names, conditions, support, values, errors, squares)
+
+    def _bootstrap_subset(
+        self,
+        support: np.ndarray,
+        values: dict[str, _Columns],
+        limit: int,
+        rank_by: str | None,
+        keep: list[int],
+    ) -> np.ndarray:
+        """The slices that are tested or could be reported (see :meth:`evaluate_group`)."""
+        tested = support >= self.min_support
+        metric = rank_by if rank_by in values else self.names[0]
+        bad = _badness(metric, values[metric], _finite(self.overall.get(metric)))
+        small = np.flatnonzero(~tested)  # all of them minority slices: ranked as select_slices does
+        worst = small[np.lexsort((-support[small], -bad[small]))[:limit]]
+        return np.unique(np.concatenate([np.flatnonzero(tested), worst, np.asarray(keep, dtype=np.intp)]))
 
     def _check_groups(
         self, group_columns: Sequence[GroupColumn]
@@ -380,17 +583,17 @@ class SliceEvaluator:
     # classification ----------------------------------------------------------
 
     def _classification_columns(
-        self, gc: GroupCodes, codes: np.ndarray, cm: np.ndarray, support: np.ndarray
-    ) -> dict[str, _Columns]:
+        self, gc: GroupCodes, codes: np.ndarray, cm: np.ndarray, rest_cm: np.ndarray, support: np.ndarray
+    ) -> tuple[dict[str, _Columns], list[str]]:
+        """Every metric's columns, and the label metrics whose intervals and tests still need the
+        bootstrap (:meth:`_bootstrap`, run by the caller on the slices that need them)."""
         out: dict[str, _Columns] = {}
-        total_cm = cm.sum(axis=0)
-        rest_cm = total_cm - cm
+        boot: list[str] = []
         if self._label_names:
             point = confusion_metric_values(cm, self._label_names, positive=self.positive, labels=self.labels)
             rest = confusion_metric_values(
                 rest_cm, self._label_names, positive=self.positive, labels=self.labels
             )
-            boot: list[str] = []
             for name in self._label_names:
                 col = _Columns.of(point[name])
                 col.rest = rest[name]
@@ -403,24 +606,29 @@ class SliceEvaluator:
                     col.low, col.high = wilson(x, trials, z=self._z)
                     col.p = two_proportion_p(x, trials, rx, rn)
                 out[name] = col
-            if boot:
-                self._bootstrap(boot, cm, rest_cm, out)
         for name, (rows, squares) in self._losses.items():
             out[name] = self._mean_columns(codes, support, rows, squares, lower=0.0)
         if self._rankings:
             out.update(self._ranking_columns(gc, codes, support))
-        return out
+        return out, boot
 
     def _bootstrap(
-        self, names: list[str], cm: np.ndarray, rest_cm: np.ndarray, out: dict[str, _Columns]
+        self,
+        names: list[str],
+        cm: np.ndarray,
+        rest_cm: np.ndarray,
+        out: dict[str, _Columns],
+        subset: np.ndarray | None = None,
     ) -> None:
-        """Percentile intervals and bootstrap-z tests of label metrics, all slices at once."""
-        g, k = cm.shape[0], self.k
+        """Percentile intervals and bootstrap-z tests of label metrics, all slices at once (or the
+        slices ``subset``, increasing indices: the others keep NaN)."""
+        index = np.arange(cm.shape[0]) if subset is None else subset
+        g, k = index.size, self.k
         b = self.samples
         cells = k * k
         slice_rng, rest_rng = np.random.default_rng(self.seed).spawn(2)
-        flat = cm.reshape(g, cells).astype(np.float64)
-        rest = rest_cm.reshape(g, cells).astype(np.float64)
+        flat = cm[index].reshape(g, cells).astype(np.float64)
+        rest = rest_cm[index].reshape(g, cells).astype(np.float64)
         n_s = flat.sum(axis=1)
         n_r = rest.sum(axis=1)
         uniform = np.full(cells, 1.0 / cells)
@@ -439,12 +647,13 @@ class SliceEvaluator:
             vr = confusion_metric_values(
                 draws_r.reshape(b, m, k, k), names, positive=self.positive, labels=self.labels
             )
+            at = index[lo:hi]
             for name in names:
                 col = out[name]
                 iv = percentiles(vs[name], q)
-                col.low[lo:hi], col.high[lo:hi] = iv[0], iv[1]
+                col.low[at], col.high[at] = iv[0], iv[1]
                 se = _replicate_sd(vs[name] - vr[name])
-                col.p[lo:hi] = normal_p(col.value[lo:hi] - col.rest[lo:hi], se)
+                col.p[at] = normal_p(col.value[at] - col.rest[at], se)
 
     def _mean_columns(
         self,
@@ -650,46 +859,15 @@ class SliceEvaluator:
     def _assemble(
         self,
         names: list[str],
-        group_columns: Sequence[GroupColumn],
-        gc: GroupCodes,
+        conditions: _Conditions,
         support: np.ndarray,
         values: dict[str, _Columns],
         errors: np.ndarray,
         squares: np.ndarray,
-    ) -> tuple[SliceGroup, SliceTests]:
+    ) -> EvaluatedGroup:
         share = support / self.n if self.n else support.astype(np.float64)
         minority = (support < self.min_support) | (share < MINORITY_SHARE)
         overall = {m: _finite(self.overall.get(m)) for m in self.names}
-        labels = [list(g[2]) for g in group_columns]
-        conditions = [
-            {col: _plain(labels[j][int(c)]) for j, (col, c) in enumerate(zip(names, member, strict=True))}
-            for member in gc.members
-        ]
-        slices: list[Slice] = []
-        for i in range(gc.n_groups):
-            metrics: dict[str, SliceMetric] = {}
-            for m in self.names:
-                col = values[m]
-                v = _finite(col.value[i])
-                lo, hi = _finite(col.low[i]), _finite(col.high[i])
-                base = overall[m]
-                metrics[m] = SliceMetric(
-                    value=v,
-                    interval=Interval(low=lo, high=hi)
-                    if v is not None and lo is not None and hi is not None
-                    else None,
-                    difference=v - base if v is not None and base is not None else None,
-                    p_value=_finite(col.p[i]) if v is not None else None,
-                )
-            slices.append(
-                Slice(
-                    conditions=conditions[i],
-                    n=int(support[i]),
-                    share=float(share[i]),
-                    minority=bool(minority[i]),
-                    metrics=metrics,
-                )
-            )
         eligible = support >= self.min_support
         tests: list[SliceTest] = []
         for m in self.names:
@@ -698,7 +876,7 @@ class SliceEvaluator:
             for row in np.flatnonzero(testable):
                 i = int(row)
                 tests.append(SliceTest(i, m, float(col.value[i]), float(col.rest[i]), float(col.p[i])))
-        return SliceGroup(columns=names, slices=slices), SliceTests(
+        slice_tests = SliceTests(
             columns=names,
             conditions=conditions,
             n=support.astype(np.int64),
@@ -706,6 +884,17 @@ class SliceEvaluator:
             squares=squares,
             overall=overall,
             tests=tests,
+        )
+        return EvaluatedGroup(
+            columns=names,
+            metrics=list(self.names),
+            n=support.astype(np.int64),
+            share=share,
+            minority=minority,
+            values=values,
+            overall=overall,
+            conditions=conditions,
+            tests=slice_tests,
         )
 
     def _underperforming(self, tests: SliceTests) -> list[dict[str, Any]]:
