@@ -347,3 +347,21 @@ async def test_crafted_page_tokens_are_400_problems_naming_page_token(
         problem = assert_problem(await b.get(url, params={"page_token": token}), 400)
         assert problem["errors"][0]["field"] == "page_token"
     assert payload  # the signed part is there to be tampered with above
+
+
+async def test_critical_slice_history_stays_within_the_project(
+    clients: dict[str, httpx.AsyncClient], run_all: Callable[[], int]
+) -> None:
+    # Both projects evaluate a model of the same name (batch_body names it fraud-gbm).
+    request = {"slices": {"critical": [{"name": "br", "where": 'country = "BR"'}]}}
+    for name in ("a", "b", "a"):
+        batch_id = await new_batch(clients[name])
+        response = await clients[name].post("/v1/evaluations", json={"batch_id": batch_id} | request)
+        assert response.status_code == 202, response.text
+        assert run_all() == 1
+    jobs = {name: (await clients[name].get("/v1/jobs")).json()["data"] for name in "ab"}
+    latest_a = (await clients["a"].get(f"/v1/jobs/{jobs['a'][0]['id']}/result")).json()
+    only_b = (await clients["b"].get(f"/v1/jobs/{jobs['b'][0]['id']}/result")).json()
+    # alpha's second evaluation sees alpha's first only; beta's sees nothing of alpha's
+    assert [h["job_id"] for h in latest_a["slices"]["critical"][0]["history"]] == [jobs["a"][1]["id"]]
+    assert only_b["slices"]["critical"][0]["history"] == []
