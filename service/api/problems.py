@@ -181,4 +181,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             title="Internal error",
             detail="the service hit an unexpected error; it has been logged",
             slug="internal-error",
+            # Starlette re-raises after this answer and the server then drops the connection:
+            # say so, so that a keep-alive client opens a new one instead of failing its next call
+            headers={"Connection": "close"},
         )

@@ -362,3 +362,17 @@ def test_every_body_the_schema_accepts_the_request_model_accepts(
 
     check()
     assert not refused, f"{len(refused)} schema-valid bodies refused, e.g.:\n" + "\n\n".join(refused[:3])
+
+
+async def test_an_unexpected_error_is_a_500_problem_that_closes_the_connection(app: Any) -> None:
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/v1/_broken", broken, methods=["GET"])
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/v1/_broken")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["connection"] == "close"
+    assert "a bug" not in response.text
