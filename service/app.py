@@ -87,6 +87,8 @@ def create_app(settings: Settings | None = None, *, embedded_workers: bool = Fal
         )
         return response
 
+    # FastAPI's documented way to customise the schema is to replace this method, which mypy
+    # does not allow for a method declared on the class
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -51,6 +51,6 @@ class Telemetry:
                 f"yardstick_rows_ingested_total {self._rows}",
             ]
         lines += ["# HELP yardstick_jobs Jobs by status.", "# TYPE yardstick_jobs gauge"]
-        for status in ("queued", "running", "succeeded", "failed", "cancelled"):
-            lines.append(f'yardstick_jobs{{status="{status}"}} {job_counts.get(status, 0)}')
+        for job_status in ("queued", "running", "succeeded", "failed", "cancelled"):
+            lines.append(f'yardstick_jobs{{status="{job_status}"}} {job_counts.get(job_status, 0)}')
         return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import reduce
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +32,7 @@ from service.expressions.syntax import (
     Value,
 )
 
-Truth = pa.ChunkedArray | pa.BooleanScalar
+Truth: TypeAlias = pa.ChunkedArray | pa.BooleanScalar
 ValuesFunction = Callable[[pa.Array | pa.ChunkedArray], pa.Array | pa.ChunkedArray]
 
 _COMPARATORS = {
@@ -166,8 +167,12 @@ def _scalar(value: Value, column_type: pa.DataType) -> pa.Scalar:
     Without this ``x == 0.1`` would be false for a float32 0.1 while ``x in (0.1)`` is
     true, because Arrow widens the column for comparisons but narrows in-list values.
     """
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if pa.types.is_float32(column_type) and numeric and abs(value) <= _FLOAT32_MAX:
+    if (
+        pa.types.is_float32(column_type)
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and abs(value) <= _FLOAT32_MAX
+    ):
         return pa.scalar(float(value), pa.float32())
     return pa.scalar(value)
 

@@ -60,7 +60,8 @@ class CanonicalBatch:
 
     @property
     def rows(self) -> int:
-        return self.table.num_rows
+        rows: int = self.table.num_rows
+        return rows
 
     @property
     def labeled_rows(self) -> int:

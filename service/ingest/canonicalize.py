@@ -450,9 +450,11 @@ def _multiclass(
     if issues:
         return None
 
-    scores = {cls: probabilities(columns[name], name, issues) for cls, name in score_classes.items()}
+    checked = {cls: probabilities(columns[name], name, issues) for cls, name in score_classes.items()}
     if issues:
         return None
+    # probabilities() returns None only after recording an issue
+    scores = {cls: values for cls, values in checked.items() if values is not None}
     reserved: dict[str, pa.Array] = {LABEL: label}
     matrix = None
     if scores:

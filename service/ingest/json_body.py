@@ -85,6 +85,7 @@ def decode_batch(
         issues.add("rows", "send exactly one of rows (a list of objects) or columns (an object of arrays)")
     issues.raise_if_any()
     assert spec is not None
+    decoded: tuple[pa.Table, Locator] | None
     if forms == ["rows"]:
         decoded = rows_to_table(
             doc["rows"], prefix="rows", scalars=ROW_SCALARS, nested=ROW_NESTED, issues=issues, limits=limits
@@ -130,9 +131,9 @@ def rows_to_table(
         hint = "; features go under features" if "features" in allowed else ""
         issues.add(f"{prefix}[{row}].{key}", f"unknown field{hint}", row)
     for key in required:
-        row = next((i for i, item in enumerate(rows) if key not in item), None)
-        if row is not None:
-            issues.add(f"{prefix}[{row}].{key}", f"{key} is required (null is allowed)", row)
+        missing = next((i for i, item in enumerate(rows) if key not in item), None)
+        if missing is not None:
+            issues.add(f"{prefix}[{missing}].{key}", f"{key} is required (null is allowed)", missing)
     if issues:
         return None
 
@@ -230,8 +231,8 @@ def to_array(
         message = f"{_article(kind)} here, but {_article(first_kind)} at row {first_row}; one type per column"
         issues.add(field(row), message, row)
     else:
-        row = next((row for row, value in enumerate(values) if not _converts(value)), None)
-        issues.add(field(row) if row is not None else field(0), f"cannot be stored: {error}", row)
+        bad = next((row for row, value in enumerate(values) if not _converts(value)), None)
+        issues.add(field(bad) if bad is not None else field(0), f"cannot be stored: {error}", bad)
     return pa.nulls(len(values))
 
 

@@ -6,12 +6,14 @@ when it fails do we look for the first row to name, still without a Python loop.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-ArrowColumn = pa.Array | pa.ChunkedArray
+ArrowColumn: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 def first_true(mask: ArrowColumn | npt.NDArray[np.bool_]) -> int | None:

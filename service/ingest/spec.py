@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from service.ingest.canonical import DEFAULT_THRESHOLD, TASKS, Task
 from service.ingest.issues import Issues
@@ -65,7 +65,8 @@ def spec_from_params(params: Mapping[str, str]) -> RawSpec:
         classes = list(parts)
     threshold = _threshold(params.get("threshold"), task, issues)
     issues.raise_if_any()
-    return RawSpec(name, version, cast(Task, task), positive, classes, textual=True, threshold=threshold)
+    assert name is not None and version is not None and task is not None  # each None recorded an issue
+    return RawSpec(name, version, task, positive, classes, textual=True, threshold=threshold)
 
 
 def spec_from_envelope(doc: Mapping[str, Any], issues: Issues) -> RawSpec | None:
@@ -103,7 +104,7 @@ def spec_from_envelope(doc: Mapping[str, Any], issues: Issues) -> RawSpec | None
     threshold = _threshold(doc.get("threshold"), task, issues)
     if issues or name is None or version is None or task is None:
         return None
-    return RawSpec(name, version, cast(Task, task), positive, classes, textual=False, threshold=threshold)
+    return RawSpec(name, version, task, positive, classes, textual=False, threshold=threshold)
 
 
 def _threshold(value: object, task: str | None, issues: Issues) -> float:
@@ -149,9 +150,10 @@ def _class_text(value: object, field: str, issues: Issues) -> bool:
     return text_issue(value, field, MAX_CLASS_CHARS, issues, what="class")
 
 
-def _task(value: object, field: str, issues: Issues) -> str | None:
-    if value not in TASKS:
-        shown = "missing" if value is None else repr(value)
-        issues.add(field, f"unknown task {shown}; expected one of {', '.join(TASKS)}")
-        return None
-    return cast(str, value)
+def _task(value: object, field: str, issues: Issues) -> Task | None:
+    for task in TASKS:
+        if value == task:
+            return task
+    shown = "missing" if value is None else repr(value)
+    issues.add(field, f"unknown task {shown}; expected one of {', '.join(TASKS)}")
+    return None

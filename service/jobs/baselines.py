@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+from threadpoolctl import ThreadpoolController
 
 from schemas.baselines import BaselineResult, Heuristic, Pairing
 from schemas.evaluations import EvaluationCreate
@@ -22,7 +22,7 @@ from schemas.results import Finding
 from service.errors import NotFound
 from service.expressions import evaluate as evaluate_expression
 from service.expressions import parse
-from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
+from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, Label, Task
 from service.store import Store
 from service.store.records import BatchRecord
 from service.workers import baselines as bw
@@ -32,6 +32,20 @@ from service.workers.sorting import sort_floats
 
 Progress = Callable[[float], None]
 T = TypeVar("T")
+
+
+class CompareOptions(TypedDict):
+    """The keyword arguments :func:`~service.workers.baselines.compare` takes from the panel."""
+
+    task: Task
+    metrics: list[str]
+    primary_metric: str
+    n_classes: int | None
+    positive: int | None
+    samples: int
+    confidence: float
+    seed: int
+    interval_method: bw.IntervalMethod
 
 
 @dataclass(frozen=True)
@@ -72,8 +86,7 @@ class Panel:
 
     @property
     def positive(self) -> int | None:
-        classes = self.batch.classes or []
-        return classes.index(self.batch.positive_class) if self.batch.task == "binary" else None
+        return self.batch.positive_code
 
     @property
     def class_names(self) -> list[str] | None:
@@ -102,7 +115,7 @@ class Panel:
             return self.label_primary
         return self.primary
 
-    def options(self, primary: str | None = None) -> dict[str, object]:
+    def options(self, primary: str | None = None) -> CompareOptions:
         return {
             "task": self.batch.task,
             "metrics": self.metrics,
@@ -274,30 +287,31 @@ class BaselinePanel:
             labels=request.labels,
         )
         steps: list[_Step] = []
-        strategies = [
-            s for s, flag in (("uniform", spec.random_uniform), ("prior", spec.random_prior)) if flag
-        ]
+        strategies: list[bw.Strategy] = []
+        if spec.random_uniform:
+            strategies.append("uniform")
+        if spec.random_prior:
+            strategies.append("prior")
         if batch.task != "regression" and strategies:
             # one step: the second strategy reuses the model's bootstrap replicates the first drew
             steps.append(_Step(lambda _, model: [_random(panel, model, rows, s) for s in strategies]))
         if spec.zero_rule:
             steps.append(_Step(lambda _, model: _zero_rule(panel, model, rows)))
-        for index, heuristic in enumerate(spec.heuristics):
-            steps.append(
-                _Step(
-                    lambda prepared, model, h=heuristic: [
-                        _finish(panel, model, prepared, "heuristic", h.name)
-                    ],
-                    lambda h=heuristic, i=index: _heuristic(panel, rows, h, self._rules[i].result()),
-                )
+
+        def heuristic_step(i: int, h: Heuristic) -> _Step:
+            return _Step(
+                lambda prepared, model: [_finish(panel, model, prepared, "heuristic", h.name)],
+                lambda: _heuristic(panel, rows, h, self._rules[i].result()),
             )
-        for other in self._others:
-            steps.append(
-                _Step(
-                    lambda prepared, model, o=other: [_finish(panel, model, prepared, o.kind, o.name)],
-                    lambda o=other: _other_batch(self._store, panel, rows, self._loads[o.batch_id].result()),
-                )
+
+        def other_step(o: _Other) -> _Step:
+            return _Step(
+                lambda prepared, model: [_finish(panel, model, prepared, o.kind, o.name)],
+                lambda: _other_batch(self._store, panel, rows, self._loads[o.batch_id].result()),
             )
+
+        steps += [heuristic_step(i, h) for i, h in enumerate(spec.heuristics)]
+        steps += [other_step(o) for o in self._others]
         model_future = self._pool.submit(prepare_model)
         futures: dict[int, Future[_Prepared]] = {}
         # last to first: the other batches (sort, gradients: the costly sides) start first
@@ -350,7 +364,7 @@ def _entry(
             f"{primary}: the primary metric {panel.primary} needs scores, which this baseline does not give"
         )
     return BaselineResult(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         name=name,
         metrics=report.metrics,
         undefined=report.undefined,
@@ -368,18 +382,18 @@ def _paired(rows: LabeledRows) -> Pairing:
     return Pairing(mode="paired", shared_rows=n, model_only_rows=0, baseline_only_rows=0)
 
 
-def _random(panel: Panel, model: bw.PreparedSide, rows: LabeledRows, strategy: str) -> BaselineResult:
+def _random(panel: Panel, model: bw.PreparedSide, rows: LabeledRows, strategy: bw.Strategy) -> BaselineResult:
     expected = bw.expected_random_metrics(
         rows.side.y_true,
         n_classes=panel.n_classes or 0,
         positive=panel.positive,
-        strategy=strategy,  # type: ignore[arg-type]
+        strategy=strategy,
         metrics=panel.metrics,
         class_names=panel.class_names,
         support=None if model.confusion is None else model.confusion.sum(axis=1),
         labels=panel.labels,
     )
-    comparison = bw.compare_to_expected(model, expected, **panel.options())  # type: ignore[arg-type]
+    comparison = bw.compare_to_expected(model, expected, **panel.options())
     pairing = Pairing(
         mode="expected",
         note="closed-form expected metrics of a random predictor on the model's labeled rows",
@@ -397,49 +411,49 @@ def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[
                 "median",
             ),
         ]
-    else:
-        # prepared from the model's confusion counts (same rows): no n-row array
-        side = (
-            bw.prepare_zero_rule(model)
-            if model.n
-            else bw.zero_rule_predictions(
-                rows.side.y_true, n_classes=panel.n_classes or 0, positive=panel.positive
+        results = []
+        for name, side, predicts in sides:
+            prepared = panel.prepare(side)
+            comparison = bw.compare(model, prepared, paired=True, **panel.options())
+            report = prepared.report
+            assert report is not None  # panel.prepare reports every side
+            results.append(
+                _entry("zero_rule", name, report, comparison, _paired(rows), panel, {"predicts": predicts})
             )
+        return results
+    # prepared from the model's confusion counts (same rows): no n-row array
+    zero_rule = (
+        bw.prepare_zero_rule(model)
+        if model.n
+        else bw.zero_rule_predictions(
+            rows.side.y_true, n_classes=panel.n_classes or 0, positive=panel.positive
         )
-        sides = [("zero_rule", side, "most frequent class")]
-    results = []
-    for name, side, predicts in sides:
-        prepared = panel.prepare(side) if panel.batch.task == "regression" else side
-        comparison = bw.compare(model, prepared, paired=True, **panel.options())  # type: ignore[arg-type]
-        report = (
-            prepared.report  # type: ignore[union-attr]
-            if panel.batch.task == "regression"
-            # Closed form, equal to the metrics of the constant predictions (tested), in microseconds.
-            else bw.zero_rule_metrics(
-                rows.side.y_true,
-                n_classes=panel.n_classes or 0,
-                positive=panel.positive,
-                metrics=panel.metrics,
-                class_names=panel.class_names,
-                support=None if model.confusion is None else model.confusion.sum(axis=1),
-                labels=panel.labels,
-            )
-        )
-        results.append(
-            _entry("zero_rule", name, report, comparison, _paired(rows), panel, {"predicts": predicts})
-        )
-    return results
+    )
+    comparison = bw.compare(model, zero_rule, paired=True, **panel.options())
+    # Closed form, equal to the metrics of the constant predictions (tested), in microseconds.
+    report = bw.zero_rule_metrics(
+        rows.side.y_true,
+        n_classes=panel.n_classes or 0,
+        positive=panel.positive,
+        metrics=panel.metrics,
+        class_names=panel.class_names,
+        support=None if model.confusion is None else model.confusion.sum(axis=1),
+        labels=panel.labels,
+    )
+    details: dict[str, object] = {"predicts": "most frequent class"}
+    return [_entry("zero_rule", "zero_rule", report, comparison, _paired(rows), panel, details)]
 
 
 def heuristic_predictions(heuristic: Heuristic, table: pa.Table, batch: BatchRecord) -> np.ndarray:
     """Rule predictions, first matching rule wins; as class codes (or values for regression)."""
     if batch.task == "regression":
-        values = [float(r.then) for r in heuristic.rules]  # type: ignore[arg-type]
-        otherwise = float(heuristic.otherwise)  # type: ignore[arg-type]
+        values = [float(r.then) for r in heuristic.rules]
+        otherwise = float(heuristic.otherwise)
     else:
-        classes = batch.classes or []
-        values = [classes.index(r.then) for r in heuristic.rules]  # type: ignore[arg-type]
-        otherwise = classes.index(heuristic.otherwise)  # type: ignore[arg-type]
+        # a Sequence looks up any value: a float rule value finds its integral class (1.0 -> 1)
+        classes: Sequence[Label] = batch.classes or []
+        values = [classes.index(r.then) for r in heuristic.rules]
+        otherwise = classes.index(heuristic.otherwise)
     dtype = np.float64 if batch.task == "regression" else np.intp
     pred: np.ndarray = np.full(table.num_rows, otherwise, dtype=dtype)
     # last rule first, each overwriting where it holds: the first matching rule wins
@@ -451,7 +465,10 @@ def heuristic_predictions(heuristic: Heuristic, table: pa.Table, batch: BatchRec
 def _heuristic(panel: Panel, rows: LabeledRows, heuristic: Heuristic, pred: np.ndarray) -> _Prepared:
     """A rule list's side, from its predictions (:func:`heuristic_predictions`)."""
     side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred), paired_with=rows.side)
-    details = {"rules": [r.model_dump() for r in heuristic.rules], "otherwise": heuristic.otherwise}
+    details: dict[str, object] = {
+        "rules": [r.model_dump() for r in heuristic.rules],
+        "otherwise": heuristic.otherwise,
+    }
     return _Prepared(side, _paired(rows), details)
 
 
@@ -465,11 +482,11 @@ def _finish(
         prepared.model_side or model,
         prepared.side,
         paired=prepared.paired,
-        **panel.options(primary),  # type: ignore[arg-type]
+        **panel.options(primary),
     )
-    return _entry(
-        kind, name, prepared.side.report, comparison, prepared.pairing, panel, prepared.details, primary
-    )
+    report = prepared.side.report
+    assert report is not None  # panel.prepare reports every side
+    return _entry(kind, name, report, comparison, prepared.pairing, panel, prepared.details, primary)
 
 
 def _load_other(store: Store, batch: BatchRecord, other: BatchRecord, *, same_ids: bool) -> _Loaded:
@@ -613,7 +630,7 @@ def _predictions(table: pa.Table, batch: BatchRecord) -> tuple[np.ndarray, np.nd
     return codes, score_matrix(table, batch)
 
 
-def _range_codes(column: pa.ChunkedArray, classes: list[object]) -> np.ndarray | None:
+def _range_codes(column: pa.ChunkedArray, classes: Sequence[object]) -> np.ndarray | None:
     """Integer predictions of classes ``0 .. K-1`` (in that order) are their own codes: no hash
     lookup of every row. None when that shortcut does not apply (the caller looks them up)."""
     k = len(classes)
@@ -628,7 +645,8 @@ def _range_codes(column: pa.ChunkedArray, classes: list[object]) -> np.ndarray |
     values = column.to_numpy()
     if values.min() < 0 or values.max() >= k:
         return None  # the lookup raises the usual error
-    return values.astype(np.intp, copy=False)
+    codes: np.ndarray = values.astype(np.intp, copy=False)
+    return codes
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -52,6 +52,16 @@ from service.workers.verdict import decide, rank_findings
 Progress = Callable[[float], None]
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
+
+
+class _BootstrapOptions(TypedDict):
+    """The keyword arguments both bootstrap workers take from the request."""
+
+    metrics: list[str]
+    samples: int
+    confidence: float
+    seed: int
+    progress: Progress
 
 
 @dataclass(frozen=True)
@@ -112,8 +122,7 @@ def evaluation_data(table: pa.Table, batch: BatchRecord, *, threshold: float | N
         )
     classes = pa.array(batch.classes)
     scores = score_matrix(labeled, batch)
-    if threshold is not None and batch.task == "binary" and scores is not None:
-        positive = (batch.classes or []).index(batch.positive_class)
+    if threshold is not None and scores is not None and (positive := batch.positive_code) is not None:
         y_pred = np.where(scores >= threshold, positive, 1 - positive).astype(np.intp)
     else:
         y_pred = class_codes(labeled.column(PREDICTION), classes)
@@ -128,7 +137,8 @@ def evaluation_data(table: pa.Table, batch: BatchRecord, *, threshold: float | N
 def score_matrix(table: pa.Table, batch: BatchRecord) -> np.ndarray | None:
     """Binary: the positive-class probabilities; multiclass: (n, K) in ``classes`` order; else None."""
     if batch.task == "binary" and SCORE in table.column_names:
-        return table.column(SCORE).to_numpy().astype(np.float64, copy=False)
+        probabilities: np.ndarray = table.column(SCORE).to_numpy().astype(np.float64, copy=False)
+        return probabilities
     if batch.task == "multiclass":
         names = [score_column(c) for c in batch.classes or []]
         if names and all(n in table.column_names for n in names):
@@ -143,14 +153,15 @@ def class_codes(column: pa.ChunkedArray, classes: pa.Array, *, allow_null: bool 
     if missing:
         # Ingest guarantees every value is a class; this guards against a corrupted file.
         raise InvalidInput("the stored batch has a label or prediction outside its classes")
-    return pc.fill_null(codes, -1).to_numpy().astype(np.intp, copy=False)
+    out: np.ndarray = pc.fill_null(codes, -1).to_numpy().astype(np.intp, copy=False)
+    return out
 
 
 def compute_metrics(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> MetricsReport:
     if batch.task == "regression":
         return metrics_worker.regression_metrics(data.y_true, data.y_pred, metrics=request.metrics)
     classes = batch.classes or []
-    positive = classes.index(batch.positive_class) if batch.task == "binary" else None
+    positive = batch.positive_code
     return metrics_worker.classification_metrics(
         data.y_true,
         data.y_pred,
@@ -187,7 +198,7 @@ def _support(data: EvaluationData, batch: BatchRecord) -> np.ndarray | None:
 
 
 def _positive(batch: BatchRecord) -> int | None:
-    return (batch.classes or []).index(batch.positive_class) if batch.task == "binary" else None
+    return batch.positive_code
 
 
 def primary_choice(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> PrimaryChoice:
@@ -219,7 +230,7 @@ def prepare_model(
         task=batch.task,
         metrics=model_metric_names(data, batch, request),
         n_classes=None if regression else len(classes),
-        positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
+        positive=batch.positive_code,
         class_names=None if regression else [str(c) for c in classes],
         labels=request.labels,
     )
@@ -340,21 +351,22 @@ def run_evaluation(
         report.intervals = _bootstrap(data, batch, request, report, progress)
     sections = _Sections(errors, findings)
     calibration = confidence = robustness = slices = None
-    if request.calibration is not None and labeled and data.scores is not None:
+    scores, confidence_spec = data.scores, request.confidence
+    if request.calibration is not None and labeled and scores is not None:
         progress(stage_progress("calibration"))
         calibration = sections.run(
-            "calibration", lambda: run_calibration(data.y_true, data.scores, batch, request)
+            "calibration", lambda: run_calibration(data.y_true, scores, batch, request)
         )
-    if request.confidence is not None and labeled:
+    if confidence_spec is not None and labeled:
         progress(stage_progress("calibration"))
         if batch.task == "regression":
             confidence = sections.run(
-                "confidence", lambda: (regression_confidence(table, request.confidence), [])
+                "confidence", lambda: (regression_confidence(table, confidence_spec), [])
             )
         else:
             confidence = sections.run(
                 "confidence",
-                lambda: (run_confidence(data.y_true, data.y_pred, data.scores, request.confidence), []),
+                lambda: (run_confidence(data.y_true, data.y_pred, scores, confidence_spec), []),
             )
     if request.robustness is not None:
         progress(stage_progress("robustness"))
@@ -522,14 +534,14 @@ def _bootstrap(
     request: EvaluationCreate,
     report: MetricsReport,
     progress: Progress,
-) -> dict[str, object]:
+) -> dict[str, Interval]:
     assert request.bootstrap is not None
     names = [name for name, value in report.metrics.items() if value is not None]
 
     def scaled(fraction: float) -> None:
         progress(stage_progress("bootstrap", fraction))
 
-    options = {
+    options: _BootstrapOptions = {
         "metrics": names,
         "samples": request.bootstrap.samples,
         "confidence": request.bootstrap.confidence,
@@ -537,14 +549,14 @@ def _bootstrap(
         "progress": scaled,
     }
     if batch.task == "regression":
-        return bootstrap_worker.regression_intervals(data.y_true, data.y_pred, **options)  # type: ignore[arg-type]
+        return bootstrap_worker.regression_intervals(data.y_true, data.y_pred, **options)
     classes = batch.classes or []
-    return bootstrap_worker.classification_intervals(  # type: ignore[return-value]
+    return bootstrap_worker.classification_intervals(
         data.y_true,
         data.y_pred,
         n_classes=len(classes),
-        positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
+        positive=batch.positive_code,
         scores=data.scores,
         labels=request.labels,
-        **options,  # type: ignore[arg-type]
+        **options,
     )

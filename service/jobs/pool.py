@@ -41,7 +41,7 @@ def single_threaded_blas() -> None:
     of CPU per job (0.55 s of CPU for 0.32 s of work): CPU the other worker processes and the
     job's own threads (``YARDSTICK_JOB_THREADS``) need.
     """
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
 

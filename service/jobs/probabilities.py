@@ -26,7 +26,7 @@ def run_calibration(
         y_true,
         scores,
         n_classes=len(classes),
-        positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
+        positive=batch.positive_code,
         class_names=[str(c) for c in classes],
         bins=spec.bins,
         strategy=spec.strategy,

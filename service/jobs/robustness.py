@@ -4,7 +4,7 @@ endpoint (or read paired batches), and hand the answers to the pure robustness w
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from schemas.evaluations import EvaluationCreate
 from schemas.results import Finding
 from schemas.robustness import (
+    Expectation,
     ExpectationResult,
     PairTest,
     PerturbationResult,
@@ -29,6 +30,7 @@ from service.store.records import BatchRecord
 from service.workers import robustness as rw
 
 Progress = Callable[[float], None]
+CopyKind = Literal["perturbation", "invariance", "directional"]
 
 
 def run_robustness(
@@ -59,16 +61,19 @@ def _endpoint_tests(
     features = _plain(sample.select([c["name"] for c in batch.columns if c["role"] == "feature"]))
     sample_ids = sample.column(SAMPLE_ID).to_numpy(zero_copy_only=False)
     try:
-        copies: list[tuple[str, Any, pa.Table, np.ndarray | None]] = []
-        for item in spec.perturbation:
-            copies.append(("perturbation", item, rw.perturb(features, item, seed=spec.seed), None))
-        for item in spec.invariance:
-            changed, mask = rw.invariance_copy(features, item)
-            copies.append(("invariance", item, changed, mask))
-        for item in spec.directional:
-            changed = rw.directional_copy(features, item)
-            mask = rw.changed_mask(features.column(item.column), changed.column(item.column))
-            copies.append(("directional", item, changed, mask))
+        copies: list[tuple[CopyKind, Any, pa.Table, np.ndarray | None]] = []
+        for perturbation in spec.perturbation:
+            copies.append(
+                ("perturbation", perturbation, rw.perturb(features, perturbation, seed=spec.seed), None)
+            )
+        for invariance in spec.invariance:
+            swapped, swapped_rows = rw.invariance_copy(features, invariance)
+            copies.append(("invariance", invariance, swapped, swapped_rows))
+        for directional in spec.directional:
+            moved = rw.directional_copy(features, directional)
+            column = directional.column
+            moved_rows = rw.changed_mask(features.column(column), moved.column(column))
+            copies.append(("directional", directional, moved, moved_rows))
     except ValueError as exc:
         raise InvalidInput(f"robustness: {exc}") from exc
 
@@ -121,7 +126,7 @@ def _endpoint_tests(
             )
             continue
         name = f"{item.column}: swap {item.swap}" if kind == "invariance" else _directional_name(item)
-        expect = "same" if kind == "invariance" else item.expect
+        expect: Expectation = "same" if kind == "invariance" else item.expect
         outcome = rw.expectation_result(
             name,
             kind,
@@ -158,10 +163,13 @@ def _labels(sample: pa.Table, batch: BatchRecord) -> np.ndarray | None:
     column = sample.column(LABEL)
     if column.null_count == len(column):
         return None
+    labels: np.ndarray
     if batch.task == "regression":
-        return column.to_numpy(zero_copy_only=False).astype(np.float64)
+        labels = column.to_numpy(zero_copy_only=False).astype(np.float64)
+        return labels
     codes = pc.index_in(column, value_set=pa.array(batch.classes).cast(column.type))
-    return pc.fill_null(codes, -1).to_numpy().astype(np.intp)
+    labels = pc.fill_null(codes, -1).to_numpy().astype(np.intp)
+    return labels
 
 
 def _answers_of(table: pa.Table, batch: BatchRecord) -> rw.Answers:

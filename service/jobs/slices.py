@@ -90,7 +90,7 @@ def run_slices(
     common: dict[str, Any] = {
         "task": task,
         "n_classes": None if task == "regression" else len(classes),
-        "positive": classes.index(batch.positive_class) if task == "binary" else None,
+        "positive": batch.positive_code,
         "scores": scores,
         "metrics": metrics,
         "overall": report.metrics,
@@ -251,9 +251,12 @@ def _found(
 
 
 def _row_errors(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> np.ndarray:
+    errors: np.ndarray
     if task == "regression":
-        return np.abs(y_true - y_pred)
-    return (y_true != y_pred).astype(np.float64)
+        errors = np.abs(y_true - y_pred)
+        return errors
+    errors = (y_true != y_pred).astype(np.float64)
+    return errors
 
 
 def _underperforming(flagged: FlaggedSlice, task: str) -> Finding:
@@ -338,7 +341,7 @@ def _critical(
                 y_pred[mask],
                 n_classes=len(classes),
                 class_names=[str(c) for c in classes],
-                positive=classes.index(batch.positive_class) if batch.task == "binary" else None,
+                positive=batch.positive_code,
                 scores=None if scores is None else scores[mask],
                 metrics=metrics,
                 labels=labels,
@@ -490,4 +493,5 @@ def _correctness(
 def _equal(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
     left = a.cast(pa.string()) if a.type != b.type else a
     right = b.cast(pa.string()) if a.type != b.type else b
-    return pc.equal(left, right).to_numpy(zero_copy_only=False).astype(bool)
+    equal: np.ndarray = pc.equal(left, right).to_numpy(zero_copy_only=False).astype(bool)
+    return equal

@@ -74,7 +74,7 @@ def sample_id_digest(column: pa.Array | pa.ChunkedArray) -> bytes | None:
         width = np.int64 if (pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)) else np.int32
         offsets = np.frombuffer(buffers[1], dtype=width)[array.offset : array.offset + len(array) + 1]
         start, end = int(offsets[0]), int(offsets[-1])
-        h.update(memoryview(offsets - offsets[0] if start else offsets))
+        h.update((offsets - offsets[0] if start else offsets).data)
         h.update(memoryview(buffers[2])[start:end] if buffers[2] is not None else b"")
     elif pa.types.is_integer(kind):
         width = kind.bit_width // 8

@@ -31,6 +31,15 @@ class BatchRecord:
     project: str = DEFAULT_PROJECT
 
     @property
+    def positive_code(self) -> int | None:
+        """Binary: the code of ``positive_class`` (its index in ``classes``); otherwise ``None``."""
+        if self.task != "binary":
+            return None
+        if self.positive_class is None:
+            raise ValueError("a binary batch without positive_class")  # ingest always resolves it
+        return (self.classes or []).index(self.positive_class)
+
+    @property
     def spec(self) -> BatchSpec:
         return BatchSpec(
             model_name=self.model_name,
@@ -77,7 +86,7 @@ class JobRecord:
     def to_wire(self) -> Job:
         return Job(
             id=self.id,
-            status=self.status,  # type: ignore[arg-type]
+            status=self.status,
             progress=self.progress,
             batch_id=self.batch_id,
             created_at=self.created_at,

@@ -1087,12 +1087,13 @@ def _difference_interval(
 def _class_constant_se(m: PreparedSide, name: str, per_class: np.ndarray) -> float:
     """Paired standard error of the model's gradient minus a per-class constant one, from
     the model's gradient sums per class (cached on ``m``: every such baseline reuses them)."""
-    cache = m.__dict__.setdefault("_class_sums", {})
+    cache: dict[str, np.ndarray] = m.__dict__.setdefault("_class_sums", {})
     total, squares = _gradient_sums(m, name)
     if name not in cache:
         assert m.n_classes is not None
         g = m.gradients[name]
         assert g is not None
+        sums: np.ndarray
         if m.positive is not None and m.n_classes == 2:
             on_positive = float(np.dot(g, _positive_weights(m)))
             sums = np.empty(2)
@@ -1126,7 +1127,7 @@ def _paired_se(m: PreparedSide, b: PreparedSide, name: str) -> float:
 
 def _gradient_sums(m: PreparedSide, name: str) -> tuple[float, float]:
     """Sum and sum of squares of the model's gradient of ``name``, computed once."""
-    cache = m.__dict__.setdefault("_gradient_sums", {})
+    cache: dict[str, tuple[float, float]] = m.__dict__.setdefault("_gradient_sums", {})
     if name not in cache:
         g = m.gradients[name]
         assert g is not None
@@ -1138,7 +1139,8 @@ def _positive_weights(m: PreparedSide) -> np.ndarray:
     """``y_true == positive`` of a prepared binary side as 0/1 floats (a BLAS dot), computed once."""
     if "_positive_weights" not in m.__dict__:
         m.__dict__["_positive_weights"] = (m.side.y_true == m.positive).astype(np.float64)
-    return m.__dict__["_positive_weights"]
+    weights: np.ndarray = m.__dict__["_positive_weights"]
+    return weights
 
 
 def _shifted_interval(

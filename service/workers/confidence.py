@@ -160,10 +160,13 @@ def row_confidence(scores: np.ndarray, y_pred: np.ndarray | None = None, *, posi
 
 
 def _confidence(s: np.ndarray) -> np.ndarray:
+    top: np.ndarray
     if s.ndim == 1:
-        return np.maximum(s, 1.0 - s)
+        top = np.maximum(s, 1.0 - s)
+        return top
     if s.shape[1] > _COLUMNWISE_MAX_CLASSES:
-        return s.max(axis=1)
+        top = s.max(axis=1)
+        return top
     # with few classes a row-wise max pays per-row overhead (1M x 5: ~40 ms) and a
     # running maximum over the K columns is faster (~8 ms); past ~12 columns the
     # strided column passes lose
@@ -291,7 +294,8 @@ class RiskCoverageCurve:
 
     @property
     def risk(self) -> np.ndarray:
-        return self.errors / self.kept
+        risk: np.ndarray = self.errors / self.kept
+        return risk
 
     def aurc(self) -> float | None:
         """Area under the step function ``risk(coverage)``; ``None`` without rows."""

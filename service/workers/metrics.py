@@ -242,9 +242,11 @@ def _check_task(task: str) -> None:
 
 def check_labels(labels: str) -> Labels:
     """Validate the ``labels`` option: ``"present"`` or ``"declared"`` (see the module docstring)."""
-    if labels not in ("present", "declared"):
-        raise ValueError(f"labels must be 'present' or 'declared', got {labels!r}.")
-    return labels  # type: ignore[return-value]
+    if labels == "present":
+        return "present"
+    if labels == "declared":
+        return "declared"
+    raise ValueError(f"labels must be 'present' or 'declared', got {labels!r}.")
 
 
 def default_metrics(task: str, *, has_scores: bool) -> list[str]:
@@ -401,7 +403,8 @@ def check_regression_inputs(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den with NaN where den == 0, without floating-point warnings."""
     num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
-    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
+    out: np.ndarray = np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
+    return out
 
 
 # --------------------------------------------------------------------------- confusion metrics
@@ -480,7 +483,8 @@ def _averaged(per_class: np.ndarray, rates: _ClassRates, average: str, labels: L
     zeroed = np.nan_to_num(per_class, nan=0.0)
     if average == "macro":
         if labels == "declared":
-            return zeroed.mean(axis=-1)
+            mean: np.ndarray = zeroed.mean(axis=-1)
+            return mean
         occurs = (rates.true_sum + rates.pred_sum) > 0
         return _safe_div(np.where(occurs, zeroed, 0.0).sum(axis=-1), occurs.sum(axis=-1))
     # weighted by true support: classes without labeled rows have weight 0
@@ -822,7 +826,7 @@ class ScoreStatistics:
 
     def _losses_in_row_order(self, name: str) -> np.ndarray:
         """Per-row losses in ``row_order`` (gathered once, when weights first ask for them)."""
-        cache = self.__dict__.setdefault("_ordered_losses", {})
+        cache: dict[str, np.ndarray] = self.__dict__.setdefault("_ordered_losses", {})
         if name not in cache:
             rows = self.row_losses[name]
             cache[name] = rows if self.row_order is None else rows[self.row_order]

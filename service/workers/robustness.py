@@ -64,7 +64,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -89,7 +89,7 @@ from service.workers.metrics import (
 )
 
 Kind = Literal["invariance", "directional", "pair"]
-ArrayLike = pa.Array | pa.ChunkedArray | np.ndarray | Sequence[Any]
+ArrayLike: TypeAlias = pa.Array | pa.ChunkedArray | np.ndarray | Sequence[Any]
 
 # Independent random streams per purpose: the same seed never reuses draws across them.
 _SAMPLE_STREAM, _GAUSSIAN_STREAM, _SWAP_STREAM, _TYPO_STREAM = 0, 1, 2, 3
@@ -177,7 +177,7 @@ def _missing(arr: pa.Array) -> np.ndarray:
 
 
 def _is_numeric(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
 
 
 def _scalar(value: Any, t: pa.DataType, *, column: str, what: str) -> pa.Scalar:
@@ -486,7 +486,7 @@ def _label_key(value: Any) -> str | None:
     if isinstance(value, Integral):
         return str(int(value))
     if isinstance(value, Real) and math.isfinite(float(value)) and float(value).is_integer():
-        return str(int(value))
+        return str(math.trunc(value))
     return None
 
 
@@ -684,6 +684,7 @@ def _probability_vectors(raw: list[Any], k: int) -> np.ndarray:
 def _as_list(values: ArrayLike | None, n: int, name: str) -> list[Any]:
     if values is None:
         return [None] * n
+    out: list[Any]
     if isinstance(values, pa.ChunkedArray | pa.Array):
         out = values.to_pylist()
     elif isinstance(values, np.ndarray):

@@ -60,7 +60,7 @@ from statistics import NormalDist
 from typing import Literal, NamedTuple
 
 import numpy as np
-from scipy import stats as scipy_stats  # type: ignore[import-untyped]
+from scipy import stats as scipy_stats
 
 from schemas.metrics import Interval
 from service.workers.bootstrap import (
@@ -552,7 +552,8 @@ def _ranking_gradients(
 
     def rows(on_pos: np.ndarray, on_neg: np.ndarray) -> np.ndarray:
         if sizes.size == 1:
-            return np.where(is_pos, on_pos[0], on_neg[0])
+            per_row: np.ndarray = np.where(is_pos, on_pos[0], on_neg[0])
+            return per_row
         return np.where(is_pos, np.repeat(on_pos, sizes), np.repeat(on_neg, sizes))
 
     out: dict[str, np.ndarray] = {}

@@ -63,7 +63,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats  # type: ignore[import-untyped]
+from scipy import stats as scipy_stats
 
 # Differences of means of different row sets can miss an exact tie by a few ulps.
 _TIE_SLACK = 1e-12

@@ -221,4 +221,5 @@ class BinnedStatistics:
         bins = self.counts.shape[0]
         sp = sum_p.reshape(samples, bins, 2).sum(axis=2)
         sy = m.reshape(samples, bins, 2)[:, :, 1]
-        return np.abs(sy - sp).sum(axis=1) / n
+        ece: np.ndarray = np.abs(sy - sp).sum(axis=1) / n
+        return ece

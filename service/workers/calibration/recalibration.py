@@ -39,7 +39,8 @@ _WARM_START_ROWS = 1 << 16
 def logit(p: np.ndarray) -> np.ndarray:
     """log(p / (1 - p)) with p clipped to [eps, 1 - eps] like scikit-learn's log loss (|logit| <= 36)."""
     q = np.clip(p, EPS, 1 - EPS)
-    return np.log(q / (1 - q))
+    out: np.ndarray = np.log(q / (1 - q))
+    return out
 
 
 # --------------------------------------------------------------------------- logistic fit
@@ -259,7 +260,8 @@ def _log_probs(scores: np.ndarray) -> np.ndarray:
     Class-major, so the per-row sums over classes are K - 1 vector additions.
     """
     q = np.clip(scores, EPS, 1 - EPS)
-    return np.log(np.stack([1 - q, q]) if scores.ndim == 1 else np.ascontiguousarray(q.T))
+    out: np.ndarray = np.log(np.stack([1 - q, q]) if scores.ndim == 1 else np.ascontiguousarray(q.T))
+    return out
 
 
 @dataclass(frozen=True)

@@ -310,7 +310,7 @@ def calibration_report(
             )
             recalibration.append(
                 Recalibration(
-                    method=method,  # type: ignore[arg-type]
+                    method=method,
                     before=before,
                     after=after.scores(),
                     parameters=fitted_map.parameters(class_names),
@@ -318,7 +318,7 @@ def calibration_report(
             )
 
     return CalibrationResult(
-        strategy=strategy,  # type: ignore[arg-type]
+        strategy=strategy,
         bins=bins,
         reliability=reliability,
         top_label=top_label,

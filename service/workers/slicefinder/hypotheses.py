@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from scipy import special  # type: ignore[import-untyped]
+from scipy import special
 
 from schemas.slices import FoundSlice
 from service.workers.slicefinder.tables import CellStats

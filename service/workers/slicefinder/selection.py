@@ -50,7 +50,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special  # type: ignore[import-untyped]
+from scipy import special
 
 from schemas.slices import FoundSlice, SliceFinderSummary
 from service.workers.slicefinder.columns import SliceColumns

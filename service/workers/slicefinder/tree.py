@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import sparse  # type: ignore[import-untyped]
-from sklearn.tree import DecisionTreeRegressor  # type: ignore[import-untyped]
+from scipy import sparse
+from sklearn.tree import DecisionTreeRegressor
 
 from schemas.slices import SliceFinderResult
 from service.workers.slicefinder.columns import ColumnInput, SliceColumns, check_columns, check_errors

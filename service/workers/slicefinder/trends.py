@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special  # type: ignore[import-untyped]
+from scipy import special
 
 from schemas.slices import ErrorTrend
 from service.workers.slicefinder.columns import SliceColumns

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats  # type: ignore[import-untyped]
+from scipy import stats as scipy_stats
 
 from service.workers.metrics import METRICS
 from service.workers.slices.inference import mean_and_variance, two_proportion_p, welch_p

@@ -10,7 +10,7 @@ import math
 from statistics import NormalDist
 
 import numpy as np
-from scipy.special import erfc  # type: ignore[import-untyped]
+from scipy.special import erfc
 
 
 def z_value(confidence: float) -> float:

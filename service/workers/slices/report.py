@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
-from scipy import stats as scipy_stats  # type: ignore[import-untyped]
+from scipy import stats as scipy_stats
 
 from schemas.metrics import Interval
 from schemas.slices import Slice, SliceGroup, SliceMetric
@@ -301,6 +301,13 @@ def select_slices(
         top = np.lexsort((-n, -score, tier))[:per_result]
         chosen = [index[top[owner[top] == g]] for g in range(len(groups))]
     return [np.sort(c) for c in chosen]
+
+
+def _stacked(values: list[np.ndarray | None]) -> np.ndarray:
+    """``np.stack`` of one array per class, each computed (the metric was asked for)."""
+    arrays = [v for v in values if v is not None]
+    assert len(arrays) == len(values)
+    return np.stack(arrays)
 
 
 def _proportion_parts(
@@ -602,7 +609,9 @@ class SliceEvaluator:
                     boot.append(name)
                 else:
                     x, trials = parts
-                    rx, rn = _proportion_parts(name, rest_cm, self.positive)  # type: ignore[misc]
+                    rest_parts = _proportion_parts(name, rest_cm, self.positive)
+                    assert rest_parts is not None  # None or not by the name and positive only
+                    rx, rn = rest_parts
                     col.low, col.high = wilson(x, trials, z=self._z)
                     col.p = two_proportion_p(x, trials, rx, rn)
                 out[name] = col
@@ -720,21 +729,21 @@ class SliceEvaluator:
         else:
             g = support.size
             if self._want_auc:
-                aucs = np.stack([s.auc for s in per_class])  # type: ignore[misc]
+                aucs = _stacked([s.auc for s in per_class])
                 value, counted = _macro_ranking_values(aucs, "roc_auc", labels=self.labels)
                 var = self._macro_variance(codes, g, [(s.rows, s.auc_rows) for s in per_class], counted)
                 col = _Columns.of(value)
                 col.low, col.high = normal_interval(value, np.sqrt(var), z=self._z)
-                rest_aucs = np.stack([s.rest_auc for s in per_class])  # type: ignore[misc]
+                rest_aucs = _stacked([s.rest_auc for s in per_class])
                 col.rest, rest_counted = _macro_ranking_values(rest_aucs, "roc_auc", labels=self.labels)
-                rest_vars = np.stack([s.rest_auc_var for s in per_class])  # type: ignore[misc]
+                rest_vars = _stacked([s.rest_auc_var for s in per_class])
                 rest_var = ratio(
                     np.where(rest_counted, rest_vars, 0.0).sum(axis=0), rest_counted.sum(axis=0) ** 2
                 )
                 col.p = normal_p(value - col.rest, np.sqrt(var + rest_var))
                 out["roc_auc"] = col
             if self._want_ap:
-                aps = np.stack([s.ap for s in per_class])  # type: ignore[misc]
+                aps = _stacked([s.ap for s in per_class])
                 value, counted = _macro_ranking_values(aps, "average_precision", labels=self.labels)
                 var = self._macro_variance(codes, g, [(s.rows, s.ap_rows) for s in per_class], counted)
                 col = _Columns.of(value)
