@@ -36,7 +36,10 @@ class EvaluationCreate(WireModel):
         default=None,
         min_length=1,
         max_length=100,
-        description="Metric names (scikit-learn's); absent = every metric the task supports.",
+        description="Metric names (scikit-learn's), the first one primary; absent = the task's default list "
+        "(binary: accuracy, balanced_accuracy, precision, recall, f1, mcc and, with scores, roc_auc, "
+        "average_precision, log_loss, brier_score; multiclass: their macro forms and f1_weighted; "
+        "regression: mae, rmse, r2, mape, median_ae, max_error).",
     )
     bootstrap: Bootstrap | None = None
     gates: list[Gate] | None = None
