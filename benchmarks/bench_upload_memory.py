@@ -22,9 +22,7 @@ import argparse
 import io
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_bytes
+from common import BenchServer, peak_rss_bytes
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -86,44 +84,18 @@ class Sampler:
         self._thread.join()
 
 
-class Server:
-    """``yardstick serve`` (API only) with extra environment, on a free port and a fresh data dir."""
+class Server(BenchServer):
+    """``yardstick serve`` (API only) with extra environment, on a free port and a given data dir,
+    warmed up so that imports and first-use allocations are in its idle figure."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        environment = (
-            os.environ | {"YARDSTICK_DATA_DIR": str(data_dir), "YARDSTICK_WORKERS": "0"} | (env or {})
-        )
-        environment.pop("YARDSTICK_API_KEYS", None)
-        script = Path(sys.executable).parent / "yardstick"
-        self.proc = subprocess.Popen(
-            [str(script), "serve", "--port", str(self.port), "--log-level", "warning"],
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
+        super().__init__(workers=0, data_dir=data_dir, env=env)
         # Warm up: one small upload, so imports and first-use allocations are in the idle figure.
         small = io.BytesIO()
         pq.write_table(pa.table({"label": [0, 1], "score": [0.2, 0.8]}), small)
         post(self, small.getvalue())
         time.sleep(0.5)
         self.idle = status(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
 
 
 def post(server: Server, content: object, headers: dict[str, str] | None = None) -> httpx.Response:

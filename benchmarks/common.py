@@ -71,18 +71,23 @@ def children(pid: int) -> list[int]:
 class BenchServer:
     """``yardstick serve`` on a free loopback port with a temporary data dir."""
 
-    def __init__(self, *, workers: int = 2) -> None:
+    def __init__(
+        self, *, workers: int = 2, data_dir: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="yardstick-bench-")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        env = os.environ | {"YARDSTICK_DATA_DIR": self.tmp.name, "YARDSTICK_WORKERS": str(workers)}
-        env.pop("YARDSTICK_API_KEYS", None)
+        directory = str(data_dir) if data_dir is not None else self.tmp.name
+        environment = (
+            os.environ | {"YARDSTICK_DATA_DIR": directory, "YARDSTICK_WORKERS": str(workers)} | (env or {})
+        )
+        environment.pop("YARDSTICK_API_KEYS", None)
         script = Path(sys.executable).parent / "yardstick"
         self.proc = subprocess.Popen(
             [str(script), "serve", "--port", str(self.port), "--log-level", "warning"],
-            env=env,
+            env=environment,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
