@@ -27,10 +27,11 @@ from sklearn.preprocessing import label_binarize
 
 from schemas.slices import SliceGroup
 from service.workers.metrics import METRICS, ScoreStatistics
+from service.workers.multiple_testing import benjamini_hochberg
 from service.workers.significance import influence_se, regression_influence, score_influence
 from service.workers.slices import SliceEvaluator, slice_codes, slice_report
 from service.workers.slices.codes import group_codes
-from service.workers.slices.inference import benjamini_hochberg, percentiles
+from service.workers.slices.inference import percentiles
 from service.workers.slices.ranking import Ranking, sliced_ranking
 
 TOL = 1e-9

@@ -32,7 +32,7 @@ pass) whatever the depth; the cost then grows with the number of column combinat
 (389,095 slices tested).
 """
 
-from service.workers.slicefinder.hypotheses import benjamini_hochberg
+from service.workers.multiple_testing import benjamini_hochberg
 from service.workers.slicefinder.lattice import DEFAULT_ERROR_WEIGHT, DEFAULT_MIN_EFFECT, find_slices
 from service.workers.slicefinder.tree import tree_slices
 

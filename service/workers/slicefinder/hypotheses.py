@@ -207,35 +207,6 @@ def _log_choose(a: float | np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(-np.log(a + 1) - special.betaln(a - b + 1, b + 1))
 
 
-def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values): reject ``q <= alpha`` controls the FDR at alpha.
-
-    Notes
-    -----
-    With ``p_(1) <= ... <= p_(m)``, ``q_(i) = min_{j >= i} min(1, m p_(j) / j)``;
-    the same as ``scipy.stats.false_discovery_control(p, method="bh")``.
-
-    Examples
-    --------
-    >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.5])).round(3).tolist()
-    [0.04, 0.053, 0.053, 0.5]
-    """
-    p = np.asarray(p_values, dtype=np.float64)
-    if p.ndim != 1:
-        raise ValueError(f"p_values must be 1-D, got shape {p.shape}.")
-    if p.size == 0:
-        return p.copy()
-    if np.isnan(p).any() or p.min() < 0 or p.max() > 1:
-        raise ValueError("p_values must lie in [0, 1].")
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    scaled = p[order] * m / np.arange(1, m + 1)
-    q_sorted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    q = np.empty(m)
-    q[order] = q_sorted
-    return q
-
-
 def found_slices(
     conditions: list[dict[str, object]],
     stats: CellStats,

@@ -53,10 +53,10 @@ import numpy as np
 from scipy import special
 
 from schemas.slices import FoundSlice, SliceFinderSummary
+from service.workers.multiple_testing import benjamini_hochberg
 from service.workers.slicefinder.columns import SliceColumns
 from service.workers.slicefinder.hypotheses import (
     BatchTotals,
-    benjamini_hochberg,
     compare,
     minus,
     slice_p_values,

@@ -29,10 +29,10 @@ from scipy import sparse
 from sklearn.tree import DecisionTreeRegressor
 
 from schemas.slices import SliceFinderResult
+from service.workers.multiple_testing import benjamini_hochberg
 from service.workers.slicefinder.columns import ColumnInput, SliceColumns, check_columns, check_errors
 from service.workers.slicefinder.hypotheses import (
     BatchTotals,
-    benjamini_hochberg,
     error_ratios,
     found_slices,
     slice_p_values,

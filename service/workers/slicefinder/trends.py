@@ -36,8 +36,9 @@ import numpy as np
 from scipy import special
 
 from schemas.slices import ErrorTrend
+from service.workers.multiple_testing import benjamini_hochberg
 from service.workers.slicefinder.columns import SliceColumns
-from service.workers.slicefinder.hypotheses import BatchTotals, benjamini_hochberg
+from service.workers.slicefinder.hypotheses import BatchTotals
 from service.workers.slicefinder.tables import ErrorTable
 
 _INTERVAL = re.compile(r"^[\[(][^,]*,[^,]*[\])]$")

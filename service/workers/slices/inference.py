@@ -154,23 +154,3 @@ def percentiles(stack: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
         c = ordered[hi, cols]
         out[i, cols] = a + (pos - lo) * (c - a)
     return out
-
-
-def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (NaN entries are not tests and stay NaN).
-
-    ``q_(i) = min_{j >= i} m p_(j) / j`` over the ``m`` defined p-values sorted
-    increasingly, capped at 1; rejecting ``q <= alpha`` controls the false
-    discovery rate at ``alpha``.
-    """
-    p = np.asarray(p_values, dtype=np.float64)
-    out = np.full(p.shape, np.nan)
-    defined = np.flatnonzero(~np.isnan(p))
-    m = defined.size
-    if not m:
-        return out
-    order = defined[np.argsort(p[defined], kind="stable")]
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
-    out[order] = np.minimum(adjusted, 1.0)
-    return out

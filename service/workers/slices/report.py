@@ -71,9 +71,9 @@ from service.workers.metrics import (
     confusion_metric_values,
     validate_metric_names,
 )
+from service.workers.multiple_testing import benjamini_hochberg
 from service.workers.slices.codes import GroupCodes, group_codes
 from service.workers.slices.inference import (
-    benjamini_hochberg,
     mean_and_variance,
     normal_interval,
     normal_p,
