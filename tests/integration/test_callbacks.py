@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -29,6 +28,7 @@ from service.integrations.outbound import OutboundPolicy
 from service.integrations.webhooks import CallbackDispatcher
 from service.store import SqlStore
 from tests.integration.conftest import Server, alive, children_of, wait_until
+from tests.integration.test_robustness_endpoint import credit_body
 from tests.store.test_store_contract import batch, job
 
 pytestmark = pytest.mark.integration
@@ -103,21 +103,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def post_batch(client: httpx.Client) -> str:
-    rng = np.random.default_rng(0)
-    amount = rng.uniform(0, 1000, N).round(2)
-    body = {
-        "model": {"name": "hooked", "version": "1"},
-        "task": "binary",
-        "positive_class": 1,
-        "columns": {
-            "sample_id": [f"s{i}" for i in range(N)],
-            "label": (amount > 450).astype(int).tolist(),
-            "score": (amount / 1000).tolist(),
-            "amount": amount.tolist(),
-            "gender": ["F" if i % 2 else "M" for i in range(N)],
-        },
-    }
-    response = client.post("/v1/batches", json=body)
+    response = client.post("/v1/batches", json=credit_body(N, name="hooked"))
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 

@@ -52,21 +52,25 @@ def amounts() -> np.ndarray:
     return np.random.default_rng(0).uniform(0, 1000, N).round(2)
 
 
-async def post_batch(client: httpx.AsyncClient) -> str:
-    amount = amounts()
-    body = {
-        "model": {"name": "credit", "version": "1"},
+def credit_body(n: int = N, *, name: str = "credit") -> dict[str, Any]:
+    """A binary batch whose score is amount / 1000 and label amount > 450, with a gender column."""
+    amount = np.random.default_rng(0).uniform(0, 1000, n).round(2)
+    return {
+        "model": {"name": name, "version": "1"},
         "task": "binary",
         "positive_class": 1,
         "columns": {
-            "sample_id": [f"s{i}" for i in range(N)],
+            "sample_id": [f"s{i}" for i in range(n)],
             "label": (amount > 450).astype(int).tolist(),
             "score": (amount / 1000).tolist(),
             "amount": amount.tolist(),
-            "gender": ["F" if i % 2 else "M" for i in range(N)],
+            "gender": ["F" if i % 2 else "M" for i in range(n)],
         },
     }
-    response = await client.post("/v1/batches", json=body)
+
+
+async def post_batch(client: httpx.AsyncClient) -> str:
+    response = await client.post("/v1/batches", json=credit_body())
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
