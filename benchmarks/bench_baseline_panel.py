@@ -10,7 +10,6 @@ in the same run. Target: the panel adds at most 1x the plain job's time.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import sys
@@ -20,24 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import BenchServer, binary_batch, ratio_table
+from common import PANEL_METRICS, BenchServer, panel_baselines, panel_batches, parquet, ratio_table
 
 # Polling the job faster than this steals the 2-core machine's CPU from the worker it waits for.
 POLL_SECONDS = 0.02
-METRICS = ["accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
-           "log_loss", "brier_score"]  # fmt: skip
-
-
-def parquet(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 def post(client: httpx.Client, table: pa.Table, name: str) -> str:
@@ -79,13 +68,12 @@ def interleaved(plain: Callable[[], object], panel: Callable[[], object], repeat
 
 def in_process(tables: dict[str, pa.Table], panel: dict[str, object], repeat: int) -> tuple[float, float]:
     """The same two jobs computed in this process (read, compute, result; no HTTP, no queue),
-    set up as a worker process is (one BLAS thread, freed memory kept for reuse)."""
+    set up as a worker process is (service/tuning.py)."""
+    from service.tuning import tune_worker_process
+
+    tune_worker_process()
     from schemas.evaluations import EvaluationCreate
     from service.ingest import ingest_body
-    from service.jobs.pool import keep_freed_memory, single_threaded_blas
-
-    single_threaded_blas()
-    keep_freed_memory()
     from service.jobs.evaluate import run_evaluation
     from service.jobs.submit import submit_evaluation
     from service.settings import Settings
@@ -102,7 +90,7 @@ def in_process(tables: dict[str, pa.Table], panel: dict[str, object], repeat: in
         baselines = json.loads(json.dumps(panel["baselines"]))
         baselines["human"]["batch_id"] = ids["human"]
         baselines["existing"][0]["batch_id"] = ids["champion"]
-        plain_request = {"batch_id": ids["model"], "metrics": METRICS}
+        plain_request = {"batch_id": ids["model"], "metrics": PANEL_METRICS}
         jobs = [
             submit_evaluation(store, settings, EvaluationCreate.model_validate(request))
             for request in (plain_request, plain_request | {"baselines": baselines})
@@ -124,39 +112,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=11)
     args = parser.parse_args()
 
-    table = binary_batch(args.rows)
-    rng = np.random.default_rng(1)
-    label = table.column("label").to_numpy()
-    champion_score = np.clip(0.25 * label + 0.75 * rng.random(args.rows), 0, 1)
-    champion = pa.table({"sample_id": table.column("sample_id"), "label": label, "score": champion_score})
-    human_pred = np.where(rng.random(args.rows) < 0.8, label, 1 - label)
-    human = pa.table({"sample_id": table.column("sample_id"), "prediction": human_pred})
+    tables = panel_batches(args.rows)
 
     # One worker process: with two, a timed job may land on the worker that has not yet run
     # this kind of job, and its first run pays cold-memory costs the other already paid.
     server = BenchServer(workers=1)
     try:
         with httpx.Client(base_url=server.url, timeout=600) as client:
-            batch_id = post(client, table, "bench")
-            champion_id = post(client, champion, "champion")
-            human_id = post(client, human, "humans")
-            plain = {"batch_id": batch_id, "metrics": METRICS}
-            panel = plain | {
-                "baselines": {
-                    "random_uniform": True,
-                    "random_prior": True,
-                    "zero_rule": True,
-                    "heuristics": [
-                        {
-                            "name": "slice rule",
-                            "rules": [{"when": "slice_0 == 'c0_1'", "then": 1}],
-                            "otherwise": 0,
-                        }
-                    ],
-                    "human": {"batch_id": human_id},
-                    "existing": [{"name": "champion", "batch_id": champion_id}],
-                }
-            }
+            batch_id = post(client, tables["model"], "bench")
+            champion_id = post(client, tables["champion"], "champion")
+            human_id = post(client, tables["human"], "humans")
+            plain = {"batch_id": batch_id, "metrics": PANEL_METRICS}
+            panel = plain | {"baselines": panel_baselines(human_id, champion_id)}
             run(client, plain)  # warm-up, both kinds of job
             run(client, panel)
             t_plain, t_panel = interleaved(
@@ -165,7 +132,7 @@ def main() -> None:
             result = run(client, panel)
     finally:
         server.stop()
-    c_plain, c_panel = in_process({"model": table, "champion": champion, "human": human}, panel, args.repeat)
+    c_plain, c_panel = in_process(tables, panel, args.repeat)
 
     print(f"\n{args.rows:,} binary rows, 9 metrics, 6 baselines (two of them paired batches)")
     print(f"medians of {args.repeat} runs of each job, alternated\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 SLICE_CARDINALITIES = (2, 3, 5, 10, 20, 50)
 
@@ -34,6 +36,44 @@ def binary_batch(n: int, *, seed: int = 0) -> pa.Table:
         values = np.array([f"c{k}_{v}" for v in range(card)])
         columns[f"slice_{k}"] = values[rng.integers(0, card, n)]
     return pa.table(columns)
+
+
+#: The metrics of the baseline-panel benchmarks (bench_baseline_panel, bench_tuning).
+PANEL_METRICS = ["accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc",
+                 "average_precision", "log_loss", "brier_score"]  # fmt: skip
+
+
+def parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def panel_batches(n: int) -> dict[str, pa.Table]:
+    """The model's batch (:func:`binary_batch`), and a champion's and people's predictions on
+    the same sample ids, in the same order: the baseline panel's paired batches."""
+    model = binary_batch(n)
+    rng = np.random.default_rng(1)
+    label = model.column("label").to_numpy()
+    champion_score = np.clip(0.25 * label + 0.75 * rng.random(n), 0, 1)
+    champion = pa.table({"sample_id": model.column("sample_id"), "label": label, "score": champion_score})
+    human_pred = np.where(rng.random(n) < 0.8, label, 1 - label)
+    human = pa.table({"sample_id": model.column("sample_id"), "prediction": human_pred})
+    return {"model": model, "champion": champion, "human": human}
+
+
+def panel_baselines(human_id: str, champion_id: str) -> dict[str, object]:
+    """The full panel: random uniform and prior, zero rule, a rule, people and a champion."""
+    return {
+        "random_uniform": True,
+        "random_prior": True,
+        "zero_rule": True,
+        "heuristics": [
+            {"name": "slice rule", "rules": [{"when": "slice_0 == 'c0_1'", "then": 1}], "otherwise": 0}
+        ],
+        "human": {"batch_id": human_id},
+        "existing": [{"name": "champion", "batch_id": champion_id}],
+    }
 
 
 def median_time(fn: Callable[[], object], *, repeat: int = 3) -> float:

@@ -36,10 +36,13 @@ class DerivedPrediction(WireModel):
     rows: int = Field(description="Rows whose prediction was missing and was derived.")
 
 
+ColumnRole = Literal["sample_id", "label", "prediction", "score", "interval", "feature"]
+
+
 class Column(WireModel):
     name: str
     type: str = Field(description="Arrow type name, e.g. `double`, `string`, `int64`.")
-    role: Literal["sample_id", "label", "prediction", "score", "interval", "feature"]
+    role: ColumnRole
     derived: DerivedPrediction | None = Field(
         default=None, description="Binary predictions: how many were derived from the scores, and how."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -13,7 +14,7 @@ from schemas.problems import problem_responses
 from service import ingest
 from service.api.body import BodyDep
 from service.api.deps import IdempotencyKeyHeader, PagingDep, ProjectStoreDep, SettingsDep, create_once
-from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
+from service.canonical import LABEL, PREDICTION, SAMPLE_ID
 from service.store import BatchRecord, Store
 from service.store.paging import decode_offset, encode_offset
 
@@ -152,7 +153,8 @@ async def put_labels(
     limits = ingest.IngestLimits.from_settings(settings)
     update = await body.decode(ingest.parse_label_update, content_type, limits=limits)
     # Read, merge, write a new version, compare-and-swap, retry on a concurrent update: the store's.
-    return await run_in_threadpool(store.update_labels, batch_id, update)
+    merge = functools.partial(ingest.merge_stored_labels, update=update)
+    return await run_in_threadpool(store.update_labels, batch_id, merge)
 
 
 @router.delete(

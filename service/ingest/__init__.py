@@ -3,21 +3,22 @@
 Public API:
 
 - :func:`ingest_body` for ``POST /v1/batches`` (JSON rows/columns, CSV, Parquet, Arrow IPC);
-- :func:`parse_label_update` and :func:`merge_labels` for ``PUT /v1/batches/{id}/labels``;
+- :func:`parse_label_update`, then :func:`merge_stored_labels` (which the store applies to the
+  version it reads) for ``PUT /v1/batches/{id}/labels``; :func:`merge_labels` is its pure core;
 - :func:`load_canonical` for a batch read back from storage.
 
-The layout every batch ends in is documented in :mod:`service.ingest.canonical`.
+The layout every batch ends in is documented in :mod:`service.canonical`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from service.canonical import CanonicalBatch
 from service.ingest import json_body
-from service.ingest.canonical import CanonicalBatch
 from service.ingest.canonicalize import canonicalize
 from service.ingest.issues import Locator
-from service.ingest.label_update import LabelMerge, merge_labels, parse_label_update
+from service.ingest.label_update import merge_labels, merge_stored_labels, parse_label_update
 from service.ingest.limits import IngestLimits
 from service.ingest.media import ARROW, BATCH_TYPES, CSV, JSON, PARQUET, parse_media_type
 from service.ingest.reload import load_canonical
@@ -29,10 +30,10 @@ __all__ = [
     "Body",
     "CanonicalBatch",
     "IngestLimits",
-    "LabelMerge",
     "ingest_body",
     "load_canonical",
     "merge_labels",
+    "merge_stored_labels",
     "parse_label_update",
 ]
 

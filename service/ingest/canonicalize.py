@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from service.ingest.canonical import (
+from service.canonical import (
     DERIVED_ROWS_KEY,
     DERIVED_THRESHOLD_KEY,
     LABEL,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from service.canonical import SCORE_PREFIX
 from service.errors import FieldIssue, InvalidInput
-from service.ingest.canonical import SCORE_PREFIX
 
 # The pseudo-column for issues about a whole row of multiclass scores (their sum).
 SCORES = "scores"

@@ -17,8 +17,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from service.errors import FieldIssue, MalformedBody
-from service.ingest.canonical import (
+from service.canonical import (
     LABEL,
     LOWER,
     PREDICTION,
@@ -29,6 +28,7 @@ from service.ingest.canonical import (
     UPPER,
     score_column,
 )
+from service.errors import FieldIssue, MalformedBody
 from service.ingest.issues import Issues, Locator, RowsLocator, invalid
 from service.ingest.limits import IngestLimits
 from service.ingest.spec import RawSpec, spec_from_envelope

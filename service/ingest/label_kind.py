@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from service.ingest.canonical import Label
+from service.canonical import Label
 from service.ingest.issues import Issues
 from service.ingest.masks import ArrowColumn, combined, first_true, first_valid, float_values
 from service.ingest.spec import RawClass, RawSpec

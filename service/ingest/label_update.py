@@ -16,12 +16,10 @@ Semantics (decided here, relied on by the API):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from service.ingest.canonical import LABEL, SAMPLE_ID, CanonicalBatch
+from service.canonical import LABEL, SAMPLE_ID, BatchSpec, CanonicalBatch, LabelMerge, join_on_sample_id
 from service.ingest.issues import Issues, Locator, RowsLocator, invalid
 from service.ingest.json_body import columns_to_table, load_json, rows_to_table
 from service.ingest.label_kind import INT, STR, check_members, normalize_labels
@@ -29,6 +27,7 @@ from service.ingest.limits import MAX_SAMPLE_ID_CHARS, IngestLimits, first_too_l
 from service.ingest.masks import ArrowColumn, combined, first_duplicate, first_null, first_true, first_valid
 from service.ingest.media import CSV, JSON, LABEL_TYPES, parse_media_type
 from service.ingest.numbers import finite_numbers, text_to_numbers
+from service.ingest.reload import load_canonical
 from service.ingest.tabular import Body, read_csv
 
 #: schema metadata key recording which form the update came in, so merge issues name fields the same way
@@ -36,15 +35,6 @@ FORM_KEY = b"yardstick.form"
 UPDATE_KEYS = ("labels", "columns")
 UPDATE_COLUMNS = (SAMPLE_ID, LABEL)
 _FORMS = "labels (a list of objects) or columns (an object of arrays)"
-
-
-@dataclass(frozen=True)
-class LabelMerge:
-    """The batch with the update applied, how many rows it touched and the ids it did not find."""
-
-    batch: CanonicalBatch
-    updated: int
-    unmatched_sample_ids: list[str]
 
 
 def parse_label_update(body: Body, content_type: str, *, limits: IngestLimits | None = None) -> pa.Table:
@@ -132,17 +122,22 @@ def merge_labels(batch: CanonicalBatch, update: pa.Table) -> LabelMerge:
 
     table = batch.table
     batch_ids = table.column(SAMPLE_ID)
-    position = pc.index_in(batch_ids, value_set=ids)
-    matched = pc.is_valid(position)
-    merged = pc.if_else(matched, pc.take(labels, position), table.column(LABEL))
+    join = join_on_sample_id(batch_ids, ids)
+    merged = pc.if_else(join.matched, pc.take(labels, join.position), table.column(LABEL))
     unmatched = pc.filter(ids, pc.invert(pc.is_in(ids, value_set=combined(batch_ids))))
     index = table.column_names.index(LABEL)
     new_table = table.set_column(index, table.schema.field(LABEL), merged)
     return LabelMerge(
         batch=CanonicalBatch(spec=batch.spec, table=new_table, feature_columns=list(batch.feature_columns)),
-        updated=int(pc.sum(matched).as_py() or 0),
+        updated=join.shared,
         unmatched_sample_ids=unmatched.to_pylist(),
     )
+
+
+def merge_stored_labels(stored: pa.Table, spec: BatchSpec, *, update: pa.Table) -> LabelMerge:
+    """:func:`merge_labels` into a batch as read back from storage: what the store's label update
+    (:meth:`service.store.Store.update_labels`) applies to each version it reads."""
+    return merge_labels(load_canonical(stored, spec), update)
 
 
 def _locator(update: pa.Table) -> Locator:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from service.ingest.canonical import (
+from service.canonical import (
     LABEL,
     PREDICTION,
     RESERVED_COLUMNS,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.ingest.canonical import DEFAULT_THRESHOLD, TASKS, Task
+from service.canonical import DEFAULT_THRESHOLD, TASKS, Task
 from service.ingest.issues import Issues
 from service.ingest.limits import MAX_CLASS_CHARS, MAX_MODEL_CHARS, text_issue
 

@@ -1,65 +1,81 @@
 """Calling a model server (KServe v1 protocol) for the robustness tests.
 
 Instances go out in batches of ``batch_size``, ``concurrency`` calls at a time, each with a
-timeout; 5xx answers and timeouts are retried with exponential backoff. Every call goes
-through the outbound-safety client, so private and loopback addresses are refused unless
-``YARDSTICK_OUTBOUND_ALLOW`` names them.
+timeout. A call that gets no answer, a 429 or a 5xx is tried again (``Endpoint.retries`` times at
+most) under the shared rule of :mod:`service.integrations.retry`, so an endpoint may receive the
+same instances more than once. Every call goes through the outbound-safety client, so private and
+loopback addresses are refused unless ``YARDSTICK_OUTBOUND_ALLOW`` names them. The protocol's
+request and answer shapes live in :mod:`service.integrations.kserve`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from schemas.robustness import Endpoint
+from service.integrations import kserve
 from service.integrations.outbound import (
     OutboundBlocked,
+    OutboundClient,
     OutboundError,
     OutboundPolicy,
     outbound_client,
     post_json,
 )
+from service.integrations.retry import RetryPolicy, call_with_retries
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-BACKOFF_SECONDS = 0.2
+#: The first wait before a retry; each further wait doubles (0.2, 0.4, 0.8 s, ...).
+FIRST_WAIT_SECONDS = 0.2
+#: The longest Retry-After a model server may ask for; a longer one fails the call.
+MAX_RETRY_AFTER_SECONDS = 30.0
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class EndpointError(Exception):
     """The endpoint could not give usable answers; the message says why (never its body)."""
 
 
-def _retryable(exc: OutboundError) -> bool:
-    status = getattr(exc, "status", None)
-    return status is None or status >= 500  # no status: a timeout or a dropped connection
+def retry_policy(endpoint: Endpoint) -> RetryPolicy:
+    """The retries of one call to ``endpoint``.
+
+    The deadline is what the endpoint's settings would take at worst without a Retry-After (every
+    attempt timing out, plus the nominal waits): a server asking to be called later can move the
+    waits around within that, never make a call take longer than its settings promise.
+    """
+    waits = RetryPolicy.exponential(endpoint.retries, first=FIRST_WAIT_SECONDS).waits
+    deadline = endpoint.timeout_seconds * (endpoint.retries + 1) + sum(waits)
+    return RetryPolicy(waits, max_retry_after=MAX_RETRY_AFTER_SECONDS, deadline=deadline)
 
 
-async def _call(client: Any, endpoint: Endpoint, chunk: Sequence[dict[str, Any]], start: int) -> list[Any]:
-    payload = {"instances": list(chunk)}
-    for attempt in range(endpoint.retries + 1):
-        try:
-            answer = await post_json(client, endpoint.url, payload, max_bytes=MAX_RESPONSE_BYTES)
-            break
-        except OutboundBlocked:
-            raise
-        except OutboundError as exc:
-            if attempt == endpoint.retries or not _retryable(exc):
-                raise EndpointError(
-                    f"calling {endpoint.url} for instances {start}..{start + len(chunk) - 1}: {exc}"
-                ) from exc
-            await asyncio.sleep(BACKOFF_SECONDS * 2**attempt)
-    if not isinstance(answer, dict) or not isinstance(answer.get("predictions"), list):
-        raise EndpointError(
-            f'{endpoint.url} did not answer in the KServe v1 form {{"predictions": [...]}} '
-            f"for instances {start}..{start + len(chunk) - 1}"
+async def _call(
+    client: OutboundClient,
+    endpoint: Endpoint,
+    chunk: Sequence[dict[str, Any]],
+    start: int,
+    *,
+    rng: random.Random,
+    sleep: Sleep,
+) -> list[Any]:
+    instances = f"instances {start}..{start + len(chunk) - 1}"
+    body = kserve.request_body(chunk)
+    try:
+        answer = await call_with_retries(
+            lambda: post_json(client, endpoint.url, body, max_bytes=MAX_RESPONSE_BYTES),
+            retry_policy(endpoint),
+            rng=rng,
+            sleep=sleep,
         )
-    predictions: list[Any] = answer["predictions"]
-    if len(predictions) != len(chunk):
-        raise EndpointError(
-            f"{endpoint.url} answered {len(predictions)} predictions for {len(chunk)} instances "
-            f"(instances {start}..{start + len(chunk) - 1})"
-        )
-    return predictions
+    except OutboundError as exc:
+        raise EndpointError(f"calling {endpoint.url} for {instances}: {exc}") from exc
+    try:
+        return kserve.predictions_of(answer, instances=len(chunk))
+    except ValueError as exc:
+        raise EndpointError(f"{endpoint.url} {exc} ({instances})") from None
 
 
 async def predict_async(
@@ -68,8 +84,15 @@ async def predict_async(
     *,
     policy: OutboundPolicy,
     progress: Callable[[float], None] | None = None,
+    rng: random.Random | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> tuple[list[Any], int]:
-    """All predictions in instance order, and the number of calls made."""
+    """All predictions in instance order, and the number of chunks sent.
+
+    ``rng`` draws the retries' jitter (default: a generator of its own, never the global one);
+    ``sleep`` waits between attempts (tests pass a fake).
+    """
+    rng = rng if rng is not None else random.Random()
     chunks = [
         (i, instances[i : i + endpoint.batch_size]) for i in range(0, len(instances), endpoint.batch_size)
     ]
@@ -80,7 +103,7 @@ async def predict_async(
     async def run(k: int, start: int, chunk: Sequence[dict[str, Any]]) -> None:
         nonlocal done
         async with limit:
-            results[k] = await _call(client, endpoint, chunk, start)
+            results[k] = await _call(client, endpoint, chunk, start, rng=rng, sleep=sleep)
         done += 1
         if progress is not None:
             progress(done / len(chunks))

@@ -5,11 +5,14 @@ the job: a result stored, a failure, a cancel (from the API), or the store's rea
 whose workers kept dying. :class:`CallbackDispatcher` runs in a thread of each worker process and
 delivers due callbacks, several at a time, off the path of the jobs: a slow or dead receiver never
 delays the next job. A callback whose receiver does not answer, answers 429 or 5xx is tried again
-after 1, 5, 30, 120 and 600 seconds (6 attempts over about 13 minutes), then given up; another 4xx
-or a refused address is given up at once. The outbox row keeps the state (``delivered`` or
-``failed``), the attempts and the last error. Delivery goes through the outbound-safety client
-(private and loopback addresses refused unless ``YARDSTICK_OUTBOUND_ALLOW`` names them). The result
-is stored before the notification, so a receiver that misses one can still poll.
+after about 1, 5, 30, 120 and 600 seconds (6 attempts over about 13 minutes; each wait jittered, a
+receiver's Retry-After honoured up to 600 s), then given up; another 4xx or a refused address is
+given up at once. The rule is the model-endpoint client's too (:mod:`service.integrations.retry`);
+here the waits are kept in the outbox row, not slept through. The row keeps the state
+(``delivered`` or ``failed``), the attempts and the last error. Delivery goes through the
+outbound-safety client (private and loopback addresses refused unless
+``YARDSTICK_OUTBOUND_ALLOW`` names them). The result is stored before the notification, so a
+receiver that misses one can still poll.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,12 +34,18 @@ from service.integrations.outbound import (
     outbound_client,
     post_json,
 )
+from service.integrations.retry import RetryPolicy
 from service.store.sql import CallbackRecord
 
 log = logging.getLogger("yardstick.webhooks")
 TIMEOUT_SECONDS = 10.0
-#: Waits before the 2nd, 3rd, ... attempt; one more attempt than entries.
+#: Waits before the 2nd, 3rd, ... attempt (each drawn in 80-100 % of it); one more attempt than entries.
 RETRY_SECONDS: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+#: The longest Retry-After a receiver may ask for (the longest scheduled wait); longer gives up.
+MAX_RETRY_AFTER_SECONDS = 600.0
+#: No retry is scheduled later than this after the job ended: a notification that late tells the
+#: receiver nothing polling would not, and the outbox row should come to rest.
+DEADLINE_SECONDS = 3600.0
 #: Callbacks one worker process delivers at once.
 CONCURRENCY = 8
 #: How often an idle dispatcher looks for due callbacks (a job ending in its process wakes it).
@@ -83,17 +93,19 @@ def callback_payload(record: CallbackRecord) -> dict[str, Any]:
     )
 
 
-async def send_once(client: OutboundClient, url: str, payload: dict[str, Any]) -> tuple[str | None, bool]:
-    """One delivery attempt: (None, _) when delivered, else (why not, whether to try again)."""
+async def send_once(client: OutboundClient, url: str, payload: dict[str, Any]) -> Exception | None:
+    """One delivery attempt: None when delivered, else how it failed."""
     try:
         await post_json(client, url, payload, decode=False)
-    except OutboundBlocked as exc:
-        return str(exc), False
-    except OutboundError as exc:
-        return str(exc), exc.retryable
     except Exception as exc:  # a notification must never take its deliverer down
-        return f"{type(exc).__name__}: {exc}", True
-    return None, False
+        return exc
+    return None
+
+
+def _describe(failure: Exception) -> str:
+    if isinstance(failure, OutboundBlocked | OutboundError):
+        return str(failure)  # written to name the host and the cause, never the body
+    return f"{type(failure).__name__}: {failure}"
 
 
 class CallbackDispatcher:
@@ -108,10 +120,15 @@ class CallbackDispatcher:
         timeout: float = TIMEOUT_SECONDS,
         concurrency: int = CONCURRENCY,
         poll_seconds: float = POLL_SECONDS,
+        rng: random.Random | None = None,
     ) -> None:
         self.outbox = outbox
         self.policy = policy
-        self.retry_seconds = tuple(retry_seconds)
+        self.retry = RetryPolicy(
+            tuple(retry_seconds), max_retry_after=MAX_RETRY_AFTER_SECONDS, deadline=DEADLINE_SECONDS
+        )
+        #: the jitter's source: seeded in tests, never the global generator
+        self.rng = rng if rng is not None else random.Random()
         self.timeout = timeout
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
@@ -122,7 +139,7 @@ class CallbackDispatcher:
 
     @property
     def max_attempts(self) -> int:
-        return len(self.retry_seconds) + 1
+        return self.retry.max_attempts
 
     def wake(self) -> None:
         """Look for due callbacks now (a job just ended in this process); safe from any thread."""
@@ -191,26 +208,32 @@ class CallbackDispatcher:
         return outbound_client(self.policy, timeout=self.timeout, max_response_bytes=1024 * 1024)
 
     async def _deliver(self, client: OutboundClient, record: CallbackRecord) -> None:
-        failure, retryable = await send_once(client, record.url, callback_payload(record))
+        failure = await send_once(client, record.url, callback_payload(record))
         attempt = record.attempts
+        error = None if failure is None else _describe(failure)
         retry_at = None
         if failure is None:
             log.info("callback of job %s delivered (attempt %d)", record.job_id, attempt)
-        elif retryable and attempt < self.max_attempts:
-            wait = self.retry_seconds[attempt - 1]
-            retry_at = datetime.now(UTC) + timedelta(seconds=wait)
-            log.info("callback of job %s not delivered (%s); retrying in %g s", record.job_id, failure, wait)
         else:
-            log.warning(
-                "callback of job %s to %s given up after %d attempts: %s",
-                record.job_id,
-                record.url,
-                attempt,
-                failure,
-            )
+            now = datetime.now(UTC)
+            elapsed = (now - record.created_at).total_seconds()
+            wait = self.retry.next_wait(attempt, failure, elapsed=elapsed, rng=self.rng)
+            if wait is not None:
+                retry_at = now + timedelta(seconds=wait)
+                log.info(
+                    "callback of job %s not delivered (%s); retrying in %.3g s", record.job_id, error, wait
+                )
+            else:
+                log.warning(
+                    "callback of job %s to %s given up after %d attempts: %s",
+                    record.job_id,
+                    record.url,
+                    attempt,
+                    error,
+                )
         try:
             await asyncio.to_thread(
-                self.outbox.finish_callback, record.job_id, attempt, error=failure, retry_at=retry_at
+                self.outbox.finish_callback, record.job_id, attempt, error=error, retry_at=retry_at
             )
         except Exception:  # the row stays claimed and is retried once its hold runs out
             log.exception("could not record the callback of job %s", record.job_id)

@@ -1,5 +1,6 @@
-"""The baseline panel of one evaluation: build every baseline's predictions, join other
-batches by sample_id, and hand the arrays to the pure baselines worker."""
+"""The baselines of one evaluation: build every baseline's predictions, join other batches by
+sample_id, and hand the arrays to the pure baselines worker, in the job's threads
+(:class:`BaselineRunner`)."""
 
 from __future__ import annotations
 
@@ -12,30 +13,30 @@ from typing import TypedDict, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from threadpoolctl import ThreadpoolController
 
 from schemas.baselines import BaselineResult, Heuristic, Pairing
 from schemas.evaluations import EvaluationCreate
 from schemas.metrics import MetricsReport
 from schemas.results import Finding
+from service.canonical import LABEL, SAMPLE_ID, Label, Task, join_on_sample_id
 from service.errors import NotFound
 from service.expressions import evaluate as evaluate_expression
 from service.expressions import parse
-from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, Label, Task
+from service.jobs.decoding import EvaluationData, batch_codes, labeled, predictions
 from service.store import Store
 from service.store.records import BatchRecord
 from service.workers import baselines as bw
-from service.workers.metrics import Labels
-from service.workers.primary_metric import needs_scores
+from service.workers.metrics import Labels, needs_scores
 from service.workers.sorting import sort_floats
 
 Progress = Callable[[float], None]
+S = TypeVar("S")
 T = TypeVar("T")
 
 
 class CompareOptions(TypedDict):
-    """The keyword arguments :func:`~service.workers.baselines.compare` takes from the panel."""
+    """The keyword arguments :func:`~service.workers.baselines.compare` takes from the setup."""
 
     task: Task
     metrics: list[str]
@@ -65,9 +66,18 @@ class LabeledRows:
         return int(self.side.y_true.size)
 
 
+def labeled_rows(table: pa.Table, data: EvaluationData) -> LabeledRows:
+    """The labeled rows for the baselines (with their ids when the table has them)."""
+    rows = labeled(table)
+    side = bw.Side(y_true=data.y_true, y_pred=data.y_pred, scores=data.scores)
+    ids = rows.column(SAMPLE_ID).combine_chunks() if SAMPLE_ID in rows.column_names else None
+    return LabeledRows(side=side, table=rows, sample_id=ids)
+
+
 @dataclass(frozen=True)
-class Panel:
-    """What every baseline of one request shares."""
+class ComparisonSetup:
+    """How every baseline of one request is compared with the model: the batch, the metrics, the
+    primary metric that decides "beats", the bootstrap of the tests."""
 
     batch: BatchRecord
     metrics: list[str]
@@ -152,7 +162,8 @@ class _Step:
     """One baseline: ``prepare`` (optional) needs only the batches, ``finish`` also the model."""
 
     finish: Callable[[_Prepared | None, bw.PreparedSide], list[BaselineResult]]
-    prepare: Callable[[], _Prepared] | None = None
+    #: starts building the baseline's side in the runner's threads
+    prepare: Callable[[], Future[_Prepared]] | None = None
 
 
 @dataclass(frozen=True)
@@ -178,16 +189,23 @@ class _Loaded:
     sorted_scores: tuple[np.ndarray, np.ndarray] | None = None
 
 
-class BaselinePanel:
-    """The baseline panel of one evaluation, created before the model's batch is read.
+class BaselineRunner:
+    """The baselines of one evaluation, run in the job's threads; created before the model's
+    batch is read.
 
     Creating it looks up the other batches (human, existing; a missing one raises NotFound)
     and checks their id digests, which decides whether the model's ids must be read at all.
     :meth:`start`, once the model's rows are read, loads the other batches and evaluates the
-    rules in the panel's threads while the job decodes its labels; :meth:`run` prepares the
-    model (its metrics and test statistics) while the other sides are prepared, then compares.
-    numpy and Arrow release the GIL in their loops, so two cores take about half the time.
-    With one thread everything runs in the calling thread, in order.
+    rules in the runner's threads while the job decodes its labels; :meth:`run` compares every
+    baseline with the model, whose side (its metrics and test statistics) is prepared in the
+    same threads while the other sides are. numpy and Arrow release the GIL in their loops, so
+    two cores take about half the time. With one thread everything runs in the calling thread,
+    in order.
+
+    No task in the pool ever waits for another: one that needs another's result is submitted
+    (:meth:`after`) once that result exists, and only the calling thread waits. So the pool may
+    run its queue in any order without a deadlock or a read of unfinished work
+    (``tests/store/test_baseline_threads.py`` runs it last-in-first-out).
 
     Use as a context manager: leaving it stops the pool (queued work is dropped on error).
     """
@@ -204,10 +222,10 @@ class BaselinePanel:
         self._stack = contextlib.ExitStack()
         if self._threads > 1:
             # OpenBLAS' own threads (dot products) spin while they wait for work and would take
-            # the cores our threads run on: one BLAS thread while the panel computes in parallel
+            # the cores our threads run on: one BLAS thread while the baselines compute in parallel
             self._stack.enter_context(_native_pools().limit(limits=1, user_api="blas"))
         self._pool: Executor = (
-            ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="yardstick-panel")
+            ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="yardstick-baselines")
             if self._threads > 1
             else _Inline()
         )
@@ -216,9 +234,9 @@ class BaselinePanel:
         self._rules: dict[int, Future[np.ndarray]] = {}
         self._started = False
 
-    def start(self, labeled: pa.Table) -> None:
+    def start(self, labeled_table: pa.Table) -> None:
         """Start reading and decoding the other batches, and evaluating the heuristics on the
-        model's labeled rows (their raw columns), in the panel's threads: none of it needs the
+        model's labeled rows (their raw columns), in the runner's threads: none of it needs the
         model's decoded labels, which the job decodes meanwhile."""
         spec = self._request.baselines
         assert spec is not None
@@ -227,21 +245,49 @@ class BaselinePanel:
             for i, record in self._records.items()
         }
         self._rules = {
-            i: self._pool.submit(heuristic_predictions, h, labeled, self._batch)
+            i: self._pool.submit(heuristic_predictions, h, labeled_table, self._batch)
             for i, h in enumerate(spec.heuristics)
         }
         self._started = True
 
     def submit(self, fn: Callable[..., T], /, *args: object) -> Future[T]:
-        """Run ``fn(*args)`` in the panel's threads (at once, inline, with one thread)."""
+        """Run ``fn(*args)`` in the runner's threads (at once, inline, with one thread)."""
         return self._pool.submit(fn, *args)
+
+    def after(self, dependency: Future[S], fn: Callable[[S], T]) -> Future[T]:
+        """Run ``fn(dependency.result())`` in the runner's threads once ``dependency`` is done.
+
+        The task is queued only then, so no pool thread blocks on a task queued behind it. A
+        failed or cancelled dependency, or a pool shut down meanwhile (the job failed), fails the
+        returned future without running ``fn``.
+        """
+        outcome: Future[T] = Future()
+
+        def copy(done: Future[T]) -> None:
+            if done.cancelled():
+                outcome.cancel()
+            elif (error := done.exception()) is not None:
+                outcome.set_exception(error)
+            else:
+                outcome.set_result(done.result())
+
+        def submit(done: Future[S]) -> None:
+            try:
+                task = self._pool.submit(fn, done.result())
+            except BaseException as error:  # the dependency failed or was cancelled; the pool stopped
+                outcome.set_exception(error)
+                return
+            task.add_done_callback(copy)
+
+        dependency.add_done_callback(submit)
+        return outcome
 
     @property
     def needs_sample_ids(self) -> bool:
         """Whether a join needs the model's sample ids (some other batch is not the model's rows)."""
         return not all(self._same_ids.values())
 
-    def __enter__(self) -> BaselinePanel:
+    def __enter__(self) -> BaselineRunner:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
@@ -251,7 +297,7 @@ class BaselinePanel:
     def run(
         self,
         rows: LabeledRows,
-        prepare_model: Callable[[], bw.PreparedSide],
+        model: Future[bw.PreparedSide],
         *,
         metrics: list[str],
         primary: str,
@@ -260,9 +306,9 @@ class BaselinePanel:
     ) -> tuple[bw.PreparedSide, list[BaselineResult], list[Finding]]:
         """Every requested baseline against the model, prepared once (its scores sorted once).
 
-        Call :meth:`start` first. ``prepare_model`` builds the model's side for the ``metrics`` compared. The
-        comparisons, which need both sides, run in the panel's threads too; the results come
-        back in request order.
+        Call :meth:`start` first. ``model`` is the model's side for the ``metrics`` compared, being
+        prepared in the runner's threads (:meth:`submit`, :meth:`after`). The comparisons, which
+        need both sides, run in the runner's threads too; the results come back in request order.
 
         Returns
         -------
@@ -273,9 +319,9 @@ class BaselinePanel:
         spec, batch, request = self._request.baselines, self._batch, self._request
         assert spec is not None
         if not self._started:
-            raise RuntimeError("BaselinePanel.start() must run before run().")
+            raise RuntimeError("BaselineRunner.start() must run before run().")
         boot = request.bootstrap
-        panel = Panel(
+        setup = ComparisonSetup(
             batch=batch,
             metrics=metrics,
             primary=primary,
@@ -294,45 +340,50 @@ class BaselinePanel:
             strategies.append("prior")
         if batch.task != "regression" and strategies:
             # one step: the second strategy reuses the model's bootstrap replicates the first drew
-            steps.append(_Step(lambda _, model: [_random(panel, model, rows, s) for s in strategies]))
+            steps.append(_Step(lambda _, model: [_random(setup, model, rows, s) for s in strategies]))
         if spec.zero_rule:
-            steps.append(_Step(lambda _, model: _zero_rule(panel, model, rows)))
+            steps.append(_Step(lambda _, model: _zero_rule(setup, model, rows)))
 
         def heuristic_step(i: int, h: Heuristic) -> _Step:
             return _Step(
-                lambda prepared, model: [_finish(panel, model, prepared, "heuristic", h.name)],
-                lambda: _heuristic(panel, rows, h, self._rules[i].result()),
+                lambda prepared, model: [_finish(setup, model, prepared, "heuristic", h.name)],
+                lambda: self.after(self._rules[i], lambda pred: _heuristic(setup, rows, h, pred)),
             )
 
         def other_step(o: _Other) -> _Step:
             return _Step(
-                lambda prepared, model: [_finish(panel, model, prepared, o.kind, o.name)],
-                lambda: _other_batch(self._store, panel, rows, self._loads[o.batch_id].result()),
+                lambda prepared, model: [_finish(setup, model, prepared, o.kind, o.name)],
+                lambda: self.after(
+                    self._loads[o.batch_id], lambda loaded: _other_batch(self._store, setup, rows, loaded)
+                ),
             )
 
         steps += [heuristic_step(i, h) for i, h in enumerate(spec.heuristics)]
         steps += [other_step(o) for o in self._others]
-        model_future = self._pool.submit(prepare_model)
         futures: dict[int, Future[_Prepared]] = {}
         # last to first: the other batches (sort, gradients: the costly sides) start first
         for i in reversed(range(len(steps))):
-            task = steps[i].prepare
-            if task is not None:
-                futures[i] = self._pool.submit(task)
-        model = model_future.result()
+            prepare = steps[i].prepare
+            if prepare is not None:
+                futures[i] = prepare()
+        prepared_model = model.result()
 
-        def finish(step: _Step, prepared: Future[_Prepared] | None) -> list[BaselineResult]:
-            return step.finish(None if prepared is None else prepared.result(), model)
+        def finish(step: _Step, prepared: _Prepared | None) -> list[BaselineResult]:
+            return step.finish(prepared, prepared_model)
 
-        # The comparisons run in the pool too, so this thread does not compete for the cores.
-        # One waits only for its own side, queued before it: the queue is first in, first out,
-        # so that side is already running or done, and the wait cannot deadlock.
-        finished = [self._pool.submit(finish, step, futures.get(i)) for i, step in enumerate(steps)]
+        # The comparisons run in the pool too, so this thread does not compete for the cores;
+        # each is queued once its side is prepared.
+        finished = [
+            self.after(futures[i], functools.partial(finish, step))
+            if i in futures
+            else self._pool.submit(finish, step, None)
+            for i, step in enumerate(steps)
+        ]
         results: list[BaselineResult] = []
         for i, done in enumerate(finished):
             results += done.result()
             progress((i + 1) / len(steps))
-        return model, results, [f for r in results if (f := _finding(r)) is not None]
+        return prepared_model, results, [f for r in results if (f := _finding(r)) is not None]
 
 
 class _Inline(Executor):
@@ -353,15 +404,15 @@ def _entry(
     report: MetricsReport,
     comparison: bw.Comparison,
     pairing: Pairing,
-    panel: Panel,
+    setup: ComparisonSetup,
     details: dict[str, object] | None = None,
     primary: str | None = None,
 ) -> BaselineResult:
-    primary = primary or panel.primary
+    primary = primary or setup.primary
     details = dict(details or {})
-    if primary != panel.primary:
+    if primary != setup.primary:
         details["compared_on"] = (
-            f"{primary}: the primary metric {panel.primary} needs scores, which this baseline does not give"
+            f"{primary}: the primary metric {setup.primary} needs scores, which this baseline does not give"
         )
     return BaselineResult(
         kind=kind,
@@ -382,27 +433,29 @@ def _paired(rows: LabeledRows) -> Pairing:
     return Pairing(mode="paired", shared_rows=n, model_only_rows=0, baseline_only_rows=0)
 
 
-def _random(panel: Panel, model: bw.PreparedSide, rows: LabeledRows, strategy: bw.Strategy) -> BaselineResult:
+def _random(
+    setup: ComparisonSetup, model: bw.PreparedSide, rows: LabeledRows, strategy: bw.Strategy
+) -> BaselineResult:
     expected = bw.expected_random_metrics(
         rows.side.y_true,
-        n_classes=panel.n_classes or 0,
-        positive=panel.positive,
+        n_classes=setup.n_classes or 0,
+        positive=setup.positive,
         strategy=strategy,
-        metrics=panel.metrics,
-        class_names=panel.class_names,
+        metrics=setup.metrics,
+        class_names=setup.class_names,
         support=None if model.confusion is None else model.confusion.sum(axis=1),
-        labels=panel.labels,
+        labels=setup.labels,
     )
-    comparison = bw.compare_to_expected(model, expected, **panel.options())
+    comparison = bw.compare_to_expected(model, expected, **setup.options())
     pairing = Pairing(
         mode="expected",
         note="closed-form expected metrics of a random predictor on the model's labeled rows",
     )
-    return _entry(f"random_{strategy}", f"random_{strategy}", expected, comparison, pairing, panel)
+    return _entry(f"random_{strategy}", f"random_{strategy}", expected, comparison, pairing, setup)
 
 
-def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[BaselineResult]:
-    if panel.batch.task == "regression":
+def _zero_rule(setup: ComparisonSetup, model: bw.PreparedSide, rows: LabeledRows) -> list[BaselineResult]:
+    if setup.batch.task == "regression":
         sides = [
             ("zero_rule", bw.constant_regression_predictions(rows.side.y_true, statistic="mean"), "mean"),
             (
@@ -413,12 +466,12 @@ def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[
         ]
         results = []
         for name, side, predicts in sides:
-            prepared = panel.prepare(side)
-            comparison = bw.compare(model, prepared, paired=True, **panel.options())
+            prepared = setup.prepare(side)
+            comparison = bw.compare(model, prepared, paired=True, **setup.options())
             report = prepared.report
-            assert report is not None  # panel.prepare reports every side
+            assert report is not None  # setup.prepare reports every side
             results.append(
-                _entry("zero_rule", name, report, comparison, _paired(rows), panel, {"predicts": predicts})
+                _entry("zero_rule", name, report, comparison, _paired(rows), setup, {"predicts": predicts})
             )
         return results
     # prepared from the model's confusion counts (same rows): no n-row array
@@ -426,22 +479,22 @@ def _zero_rule(panel: Panel, model: bw.PreparedSide, rows: LabeledRows) -> list[
         bw.prepare_zero_rule(model)
         if model.n
         else bw.zero_rule_predictions(
-            rows.side.y_true, n_classes=panel.n_classes or 0, positive=panel.positive
+            rows.side.y_true, n_classes=setup.n_classes or 0, positive=setup.positive
         )
     )
-    comparison = bw.compare(model, zero_rule, paired=True, **panel.options())
+    comparison = bw.compare(model, zero_rule, paired=True, **setup.options())
     # Closed form, equal to the metrics of the constant predictions (tested), in microseconds.
     report = bw.zero_rule_metrics(
         rows.side.y_true,
-        n_classes=panel.n_classes or 0,
-        positive=panel.positive,
-        metrics=panel.metrics,
-        class_names=panel.class_names,
+        n_classes=setup.n_classes or 0,
+        positive=setup.positive,
+        metrics=setup.metrics,
+        class_names=setup.class_names,
         support=None if model.confusion is None else model.confusion.sum(axis=1),
-        labels=panel.labels,
+        labels=setup.labels,
     )
     details: dict[str, object] = {"predicts": "most frequent class"}
-    return [_entry("zero_rule", "zero_rule", report, comparison, _paired(rows), panel, details)]
+    return [_entry("zero_rule", "zero_rule", report, comparison, _paired(rows), setup, details)]
 
 
 def heuristic_predictions(heuristic: Heuristic, table: pa.Table, batch: BatchRecord) -> np.ndarray:
@@ -462,9 +515,11 @@ def heuristic_predictions(heuristic: Heuristic, table: pa.Table, batch: BatchRec
     return pred
 
 
-def _heuristic(panel: Panel, rows: LabeledRows, heuristic: Heuristic, pred: np.ndarray) -> _Prepared:
+def _heuristic(
+    setup: ComparisonSetup, rows: LabeledRows, heuristic: Heuristic, pred: np.ndarray
+) -> _Prepared:
     """A rule list's side, from its predictions (:func:`heuristic_predictions`)."""
-    side = panel.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred), paired_with=rows.side)
+    side = setup.prepare(bw.Side(y_true=rows.side.y_true, y_pred=pred), paired_with=rows.side)
     details: dict[str, object] = {
         "rules": [r.model_dump() for r in heuristic.rules],
         "otherwise": heuristic.otherwise,
@@ -473,35 +528,35 @@ def _heuristic(panel: Panel, rows: LabeledRows, heuristic: Heuristic, pred: np.n
 
 
 def _finish(
-    panel: Panel, model: bw.PreparedSide, prepared: _Prepared | None, kind: str, name: str
+    setup: ComparisonSetup, model: bw.PreparedSide, prepared: _Prepared | None, kind: str, name: str
 ) -> BaselineResult:
     """Compare a prepared baseline side with the model (or the model's side on the shared rows)."""
     assert prepared is not None
-    primary = panel.primary_for(prepared.side)
+    primary = setup.primary_for(prepared.side)
     comparison = bw.compare(
         prepared.model_side or model,
         prepared.side,
         paired=prepared.paired,
-        **panel.options(primary),
+        **setup.options(primary),
     )
     report = prepared.side.report
-    assert report is not None  # panel.prepare reports every side
-    return _entry(kind, name, report, comparison, prepared.pairing, panel, prepared.details, primary)
+    assert report is not None  # setup.prepare reports every side
+    return _entry(kind, name, report, comparison, prepared.pairing, setup, prepared.details, primary)
 
 
 def _load_other(store: Store, batch: BatchRecord, other: BatchRecord, *, same_ids: bool) -> _Loaded:
     """Read another batch's predictions and scores in the model batch's class order (no labels:
     paired rows take their ground truth from the model's batch; ids only when a join needs them)."""
-    stored = [c["name"] for c in other.columns if c["role"] != "feature"]
+    stored = [c.name for c in other.columns if c.role != "feature"]
     wanted = [c for c in stored if c != LABEL and not (same_ids and c == SAMPLE_ID)]
     table = store.files.read(other.data_path, columns=wanted)
-    y_pred, scores = _predictions(table, batch)
+    y_pred, scores = predictions(table, batch)
     # sorting needs no labels: done now, so preparing the side later does not wait for it
     presorted = sort_floats(scores) if same_ids and scores is not None and scores.ndim == 1 else None
     return _Loaded(other, table, y_pred, scores, same_ids, presorted)
 
 
-def _other_batch(store: Store, panel: Panel, rows: LabeledRows, loaded: _Loaded) -> _Prepared:
+def _other_batch(store: Store, setup: ComparisonSetup, rows: LabeledRows, loaded: _Loaded) -> _Prepared:
     """Another batch's side, joined to the model's labeled rows by sample_id when they share ids."""
     other, table = loaded.record, loaded.table
     details: dict[str, object] = {
@@ -512,20 +567,20 @@ def _other_batch(store: Store, panel: Panel, rows: LabeledRows, loaded: _Loaded)
     if loaded.same_ids and n_other == rows.n:
         # Same ids in the same order (equal digests of the whole files' ids, and every model
         # row labeled): no need to read a million ids, let alone compare them.
-        return _all_rows_shared(panel, rows, loaded, details)
+        return _all_rows_shared(setup, rows, loaded, details)
     if SAMPLE_ID in table.column_names:
         other_ids = table.column(SAMPLE_ID)
     else:  # the digests matched when the job started, but the labeled rows have changed since
         other_ids = store.files.read(other.data_path, columns=[SAMPLE_ID]).column(SAMPLE_ID)
-    model_ids = _model_ids(store, panel.batch, rows)
+    model_ids = _model_ids(store, setup.batch, rows)
     if n_other == len(model_ids) and other_ids.type == model_ids.type and other_ids.equals(model_ids):
         # The common case (same rows, same order): no hash join over a million strings, and
         # no gather or copy of the model's rows (chunk layouts may differ; equals compares values).
-        return _all_rows_shared(panel, rows, loaded, details)
-    position = pc.index_in(model_ids, value_set=other_ids.combine_chunks())  # model row -> other row
-    shared = pc.is_valid(position).to_numpy(zero_copy_only=False)
-    take = position.drop_null().to_numpy()
-    n_shared = int(shared.sum())
+        return _all_rows_shared(setup, rows, loaded, details)
+    join = join_on_sample_id(model_ids, other_ids)  # model row -> other row
+    shared = join.matched.to_numpy(zero_copy_only=False)
+    take = join.right_rows.to_numpy()
+    n_shared = join.shared
     if n_shared > 0:
         everything = n_shared == shared.size
         y_pred, scores = loaded.y_pred, loaded.scores
@@ -533,7 +588,7 @@ def _other_batch(store: Store, panel: Panel, rows: LabeledRows, loaded: _Loaded)
         model_side = (
             None
             if everything
-            else panel.prepare(
+            else setup.prepare(
                 bw.Side(
                     y_true=rows.side.y_true[shared],
                     y_pred=rows.side.y_pred[shared],
@@ -541,7 +596,7 @@ def _other_batch(store: Store, panel: Panel, rows: LabeledRows, loaded: _Loaded)
                 )
             )
         )
-        other_side = panel.prepare(
+        other_side = setup.prepare(
             bw.Side(
                 y_true=rows.side.y_true if everything else rows.side.y_true[shared],
                 y_pred=y_pred[take],
@@ -561,15 +616,15 @@ def _other_batch(store: Store, panel: Panel, rows: LabeledRows, loaded: _Loaded)
             "ground truth from the model's batch",
         )
         return _Prepared(other_side, pairing, details, model_side=model_side)
-    if any(c["name"] == LABEL for c in other.columns):
+    if LABEL in other.column_names():
         table = table.append_column(LABEL, store.files.read(other.data_path, columns=[LABEL]).column(LABEL))
-    codes = _as_model_codes(table, panel.batch)
-    labeled = codes.labeled
-    unpaired_side = panel.prepare(
+    codes = batch_codes(table, setup.batch)
+    has_label = codes.labeled
+    unpaired_side = setup.prepare(
         bw.Side(
-            y_true=codes.y_true[labeled].astype(rows.side.y_true.dtype),
-            y_pred=codes.y_pred[labeled],
-            scores=None if codes.scores is None else codes.scores[labeled],
+            y_true=codes.y_true[has_label].astype(rows.side.y_true.dtype),
+            y_pred=codes.y_pred[has_label],
+            scores=None if codes.scores is None else codes.scores[has_label],
         )
     )
     pairing = Pairing(
@@ -588,16 +643,15 @@ def _model_ids(store: Store, batch: BatchRecord, rows: LabeledRows) -> pa.Chunke
     if rows.sample_id is not None:
         ids = rows.sample_id
     else:
-        table = store.files.read(batch.data_path, columns=[SAMPLE_ID, LABEL])
-        ids = table.filter(pc.is_valid(table.column(LABEL))).column(SAMPLE_ID)
+        ids = labeled(store.files.read(batch.data_path, columns=[SAMPLE_ID, LABEL])).column(SAMPLE_ID)
     return pa.chunked_array([ids]) if isinstance(ids, pa.Array) else ids
 
 
 def _all_rows_shared(
-    panel: Panel, rows: LabeledRows, loaded: _Loaded, details: dict[str, object]
+    setup: ComparisonSetup, rows: LabeledRows, loaded: _Loaded, details: dict[str, object]
 ) -> _Prepared:
     """The other batch's rows are the model's labeled rows, in order: paired on all of them."""
-    side = panel.prepare(
+    side = setup.prepare(
         bw.Side(rows.side.y_true, loaded.y_pred, loaded.scores, sorted_scores=loaded.sorted_scores),
         paired_with=rows.side,
     )
@@ -615,61 +669,6 @@ def _same_ids_as_model(store: Store, batch: BatchRecord, other: BatchRecord) -> 
     except (OSError, NotFound):
         return False
     return model_digest is not None and model_digest == other_digest and n_model == n_other == batch.rows
-
-
-def _predictions(table: pa.Table, batch: BatchRecord) -> tuple[np.ndarray, np.ndarray | None]:
-    """Another batch's predictions (and scores) in the model batch's class order, every row."""
-    from service.jobs.evaluate import class_codes, score_matrix
-
-    if batch.task == "regression":
-        return table.column(PREDICTION).to_numpy().astype(np.float64), None
-    column = table.column(PREDICTION)
-    codes = _range_codes(column, batch.classes or [])
-    if codes is None:
-        codes = class_codes(column, pa.array(batch.classes))
-    return codes, score_matrix(table, batch)
-
-
-def _range_codes(column: pa.ChunkedArray, classes: Sequence[object]) -> np.ndarray | None:
-    """Integer predictions of classes ``0 .. K-1`` (in that order) are their own codes: no hash
-    lookup of every row. None when that shortcut does not apply (the caller looks them up)."""
-    k = len(classes)
-    if (
-        not k
-        or not pa.types.is_integer(column.type)
-        or column.null_count
-        or len(column) == 0
-        or any(type(c) is not int or c != i for i, c in enumerate(classes))
-    ):
-        return None
-    values = column.to_numpy()
-    if values.min() < 0 or values.max() >= k:
-        return None  # the lookup raises the usual error
-    codes: np.ndarray = values.astype(np.intp, copy=False)
-    return codes
-
-
-@dataclass(frozen=True)
-class _Codes:
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    scores: np.ndarray | None
-    labeled: np.ndarray
-
-
-def _as_model_codes(table: pa.Table, batch: BatchRecord) -> _Codes:
-    """Another batch's labels, predictions and scores in the model batch's class order."""
-    from service.jobs.evaluate import class_codes, score_matrix
-
-    labeled = pc.is_valid(table.column(LABEL)).to_numpy(zero_copy_only=False)
-    if batch.task == "regression":
-        y_true = table.column(LABEL).to_numpy(zero_copy_only=False).astype(np.float64)
-        y_pred = table.column(PREDICTION).to_numpy().astype(np.float64)
-        return _Codes(y_true, y_pred, None, labeled)
-    classes = pa.array(batch.classes)
-    y_pred = class_codes(table.column(PREDICTION), classes)
-    y_true = class_codes(table.column(LABEL), classes, allow_null=True)
-    return _Codes(y_true, y_pred, score_matrix(table, batch), labeled)
 
 
 def _finding(result: BaselineResult) -> Finding | None:

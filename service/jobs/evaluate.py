@@ -15,7 +15,6 @@ from typing import TypedDict, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from schemas.baselines import BaselineResult
 from schemas.common import ModelRef
@@ -24,14 +23,16 @@ from schemas.jobs import stage_progress
 from schemas.metrics import Interval, MetricsReport
 from schemas.results import EvaluationResult, Finding, PrimaryMetric, SectionError, Threshold
 from schemas.slices import SlicesResult
-from service.errors import InvalidInput, YardstickError
+from service.canonical import DEFAULT_THRESHOLD, LABEL, SAMPLE_ID
+from service.errors import YardstickError
 from service.expressions import parse
-from service.ingest.canonical import DEFAULT_THRESHOLD, LABEL, PREDICTION, SAMPLE_ID, SCORE, score_column
 from service.integrations.model_endpoint import EndpointError
 from service.integrations.outbound import OutboundBlocked, OutboundError
-from service.jobs.baselines import BaselinePanel, LabeledRows
+from service.jobs.baselines import BaselineRunner, labeled_rows
+from service.jobs.calibration import run_calibration
+from service.jobs.confidence import regression_confidence, run_confidence
+from service.jobs.decoding import EvaluationData, evaluation_data, labeled, metric_columns, score_matrix
 from service.jobs.gates import check_gates
-from service.jobs.probabilities import regression_confidence, run_calibration, run_confidence
 from service.jobs.robustness import run_robustness
 from service.jobs.slices import comparison_paradoxes, run_slices, slice_columns
 from service.settings import Settings
@@ -40,11 +41,11 @@ from service.store.records import BatchRecord, JobRecord
 from service.workers import bootstrap as bootstrap_worker
 from service.workers import metrics as metrics_worker
 from service.workers.baselines import PreparedSide, Side, prepare_side
+from service.workers.metrics import needs_scores
 from service.workers.primary_metric import (
     PrimaryChoice,
     choose_primary_metric,
     label_primary_metric,
-    needs_scores,
 )
 from service.workers.sorting import sort_floats
 from service.workers.verdict import decide, rank_findings
@@ -64,23 +65,8 @@ class _BootstrapOptions(TypedDict):
     progress: Progress
 
 
-@dataclass(frozen=True)
-class EvaluationData:
-    """The labeled rows of a batch as arrays the workers take."""
-
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    scores: np.ndarray | None
-    rows: int
-
-
-def metric_columns(batch: BatchRecord) -> list[str]:
-    """The columns the metrics read: labels, predictions and scores (not ids or features)."""
-    return [c["name"] for c in batch.columns if c["role"] in ("label", "prediction", "score", "interval")]
-
-
 def baseline_columns(request: EvaluationCreate, *, sample_ids: bool = True) -> list[str]:
-    """Extra columns the baseline panel reads: sample ids for joins (when one is needed), and
+    """Extra columns the baselines read: sample ids for joins (when one is needed), and
     the rules' columns."""
     if request.baselines is None:
         return []
@@ -89,72 +75,6 @@ def baseline_columns(request: EvaluationCreate, *, sample_ids: bool = True) -> l
         for rule in heuristic.rules:
             names |= parse(rule.when).columns()
     return sorted(names)
-
-
-def _labeled(table: pa.Table) -> pa.Table:
-    """The rows with a label (the table itself when every row has one: no filtered copy)."""
-    if table.column(LABEL).null_count == 0:
-        return table
-    return table.filter(pc.is_valid(table.column(LABEL)))
-
-
-def labeled_rows(table: pa.Table, data: EvaluationData) -> LabeledRows:
-    """The labeled rows for the baseline panel (with their ids when the table has them)."""
-    labeled = _labeled(table)
-    side = Side(y_true=data.y_true, y_pred=data.y_pred, scores=data.scores)
-    ids = labeled.column(SAMPLE_ID).combine_chunks() if SAMPLE_ID in labeled.column_names else None
-    return LabeledRows(side=side, table=labeled, sample_id=ids)
-
-
-def evaluation_data(table: pa.Table, batch: BatchRecord, *, threshold: float | None = None) -> EvaluationData:
-    """Drop unlabeled rows and turn classification labels into codes in ``classes`` order.
-
-    ``threshold`` (binary with scores): every prediction is ``score >= threshold`` instead of
-    the stored one.
-    """
-    labeled = _labeled(table)
-    if batch.task == "regression":
-        return EvaluationData(
-            y_true=labeled.column(LABEL).to_numpy().astype(np.float64, copy=False),
-            y_pred=labeled.column(PREDICTION).to_numpy().astype(np.float64, copy=False),
-            scores=None,
-            rows=table.num_rows,
-        )
-    classes = pa.array(batch.classes)
-    scores = score_matrix(labeled, batch)
-    if threshold is not None and scores is not None and (positive := batch.positive_code) is not None:
-        y_pred = np.where(scores >= threshold, positive, 1 - positive).astype(np.intp)
-    else:
-        y_pred = class_codes(labeled.column(PREDICTION), classes)
-    return EvaluationData(
-        y_true=class_codes(labeled.column(LABEL), classes),
-        y_pred=y_pred,
-        scores=scores,
-        rows=table.num_rows,
-    )
-
-
-def score_matrix(table: pa.Table, batch: BatchRecord) -> np.ndarray | None:
-    """Binary: the positive-class probabilities; multiclass: (n, K) in ``classes`` order; else None."""
-    if batch.task == "binary" and SCORE in table.column_names:
-        probabilities: np.ndarray = table.column(SCORE).to_numpy().astype(np.float64, copy=False)
-        return probabilities
-    if batch.task == "multiclass":
-        names = [score_column(c) for c in batch.classes or []]
-        if names and all(n in table.column_names for n in names):
-            return np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float64)
-    return None
-
-
-def class_codes(column: pa.ChunkedArray, classes: pa.Array, *, allow_null: bool = False) -> np.ndarray:
-    """Class codes in ``classes`` order; with ``allow_null``, missing values become -1."""
-    codes = pc.index_in(column, value_set=classes.cast(column.type))
-    missing = codes.null_count - (column.null_count if allow_null else 0)
-    if missing:
-        # Ingest guarantees every value is a class; this guards against a corrupted file.
-        raise InvalidInput("the stored batch has a label or prediction outside its classes")
-    out: np.ndarray = pc.fill_null(codes, -1).to_numpy().astype(np.intp, copy=False)
-    return out
 
 
 def compute_metrics(data: EvaluationData, batch: BatchRecord, request: EvaluationCreate) -> MetricsReport:
@@ -238,7 +158,7 @@ def prepare_model(
 
 @dataclass(frozen=True)
 class _ModelSection:
-    """The batch's rows as read, the model's metrics, and the baseline panel's results."""
+    """The batch's rows as read, the model's metrics, and the baselines' results."""
 
     table: pa.Table
     data: EvaluationData
@@ -257,28 +177,28 @@ def _model_section(
     *,
     with_baselines: bool = True,
 ) -> _ModelSection:
-    """Read the batch and compute the model's metrics, with the baseline panel when requested.
+    """Read the batch and compute the model's metrics, with the baselines when requested.
 
-    Once this batch is read, the panel's other batches load and its rules are evaluated in the
+    Once this batch is read, the other baseline batches load and the rules are evaluated in the
     job's threads while this batch's labels are decoded.
     """
     with contextlib.ExitStack() as stack:
-        panel = None
+        runner = None
         if request.baselines is not None and with_baselines:
-            panel = stack.enter_context(BaselinePanel(store, batch, request, threads=settings.job_threads))
-        ids = panel is not None and panel.needs_sample_ids
+            runner = stack.enter_context(BaselineRunner(store, batch, request, threads=settings.job_threads))
+        ids = runner is not None and runner.needs_sample_ids
         wanted = (
             metric_columns(batch) + baseline_columns(request, sample_ids=ids) + slice_columns(request, batch)
         )
         table = store.files.read(batch.data_path, columns=list(dict.fromkeys(wanted)))
         progress(stage_progress("metrics"))
         presorted = None
-        if panel is not None:
-            panel.start(_labeled(table))
-        if panel is not None and batch.task == "binary" and table.column(LABEL).null_count == 0:
+        if runner is not None:
+            runner.start(labeled(table))
+        if runner is not None and batch.task == "binary" and table.column(LABEL).null_count == 0:
             # every row is labeled, so these are the model's scores: sorted while labels are decoded
             scores = score_matrix(table, batch)
-            presorted = None if scores is None else panel.submit(sort_floats, scores)
+            presorted = None if scores is None else runner.submit(sort_floats, scores)
         data = evaluation_data(table, batch, threshold=request.threshold)
         if data.y_true.size == 0:
             no_labels = Finding(
@@ -289,12 +209,19 @@ def _model_section(
             )
             report = _no_labels_report(batch, request, data)
             return _ModelSection(table, data, report, [no_labels], [], [])
-        if panel is None:
+        if runner is None:
             return _ModelSection(table, data, compute_metrics(data, batch, request), [], [], [])
         # the model is prepared with the baselines' statistics, while the other sides are
-        prepared, baselines, baseline_findings = panel.run(
+        model = (
+            runner.submit(prepare_model, data, batch, request)
+            if presorted is None
+            else runner.after(
+                presorted, lambda sorted_scores: prepare_model(data, batch, request, sorted_scores)
+            )
+        )
+        prepared, baselines, baseline_findings = runner.run(
             labeled_rows(table, data),
-            lambda: prepare_model(data, batch, request, None if presorted is None else presorted.result()),
+            model,
             metrics=model_metric_names(data, batch, request),
             primary=primary_choice(data, batch, request).name,
             label_primary=label_primary_choice(data, batch).name,
@@ -345,19 +272,19 @@ def run_evaluation(
         model = _model_section(store, batch, request, settings, progress, with_baselines=False)
     table, data, report = model.table, model.data, model.report
     findings: list[Finding] = list(model.findings)
-    labeled = data.y_true.size > 0
-    if request.bootstrap is not None and labeled:
+    has_labels = data.y_true.size > 0
+    if request.bootstrap is not None and has_labels:
         progress(stage_progress("bootstrap"))
         report.intervals = _bootstrap(data, batch, request, report, progress)
     sections = _Sections(errors, findings)
     calibration = confidence = robustness = slices = None
     scores, confidence_spec = data.scores, request.confidence
-    if request.calibration is not None and labeled and scores is not None:
+    if request.calibration is not None and has_labels and scores is not None:
         progress(stage_progress("calibration"))
         calibration = sections.run(
             "calibration", lambda: run_calibration(data.y_true, scores, batch, request)
         )
-    if confidence_spec is not None and labeled:
+    if confidence_spec is not None and has_labels:
         progress(stage_progress("calibration"))
         if batch.task == "regression":
             confidence = sections.run(
@@ -377,7 +304,7 @@ def run_evaluation(
             ),
         )
     findings += model.baseline_findings
-    if request.slices is not None and labeled:
+    if request.slices is not None and has_labels:
         progress(stage_progress("slices"))
         slices = sections.run(
             "slices",
@@ -479,13 +406,13 @@ def _slices(
     progress: Progress,
     settings: Settings,
 ) -> tuple[SlicesResult, list[Finding]]:
-    labeled = table.filter(pc.is_valid(table.column(LABEL)))
+    rows = labeled(table)
     slices, findings = run_slices(
         store,
         batch,
         job,
         request,
-        labeled,
+        rows,
         data.y_true,
         data.y_pred,
         data.scores,
@@ -495,7 +422,7 @@ def _slices(
         max_per_result=settings.max_slices_per_result,
     )
     if batch.task != "regression":
-        findings += comparison_paradoxes(store, batch, request, labeled, data.y_true == data.y_pred)
+        findings += comparison_paradoxes(store, batch, request, rows, data.y_true == data.y_pred)
     return slices, findings
 
 
@@ -505,12 +432,12 @@ def _threshold(batch: BatchRecord, request: EvaluationCreate, data: EvaluationDa
         return None
     if request.threshold is not None:
         return Threshold(value=request.threshold, source="request", derived_rows=int(data.y_true.size))
-    derived = next((c.get("derived") for c in batch.columns if c["role"] == "prediction"), None)
-    if isinstance(derived, dict):
+    derived = next((c.derived for c in batch.columns if c.role == "prediction"), None)
+    if derived is not None:
         return Threshold(
-            value=float(derived.get("threshold", DEFAULT_THRESHOLD)),
-            source="batch" if derived.get("threshold") != DEFAULT_THRESHOLD else "default",
-            derived_rows=int(derived.get("rows", 0)),
+            value=derived.threshold,
+            source="batch" if derived.threshold != DEFAULT_THRESHOLD else "default",
+            derived_rows=derived.rows,
         )
     return Threshold(value=DEFAULT_THRESHOLD, source="default", derived_rows=0)
 

@@ -422,20 +422,20 @@ def check_gates(gates: Sequence[Gate], result: EvaluationResult) -> GateReport:
 
 
 def baseline_names(request: EvaluationCreate, task: str) -> list[str]:
-    """The names the baseline panel gives its results, as :mod:`service.jobs.baselines` does."""
-    panel = request.baselines
-    if panel is None:
+    """The names the baselines get in the result, as :mod:`service.jobs.baselines` gives them."""
+    baselines = request.baselines
+    if baselines is None:
         return []
     names = [
         f"random_{s}"
-        for s, flag in (("uniform", panel.random_uniform), ("prior", panel.random_prior))
+        for s, flag in (("uniform", baselines.random_uniform), ("prior", baselines.random_prior))
         if flag
     ]
-    if panel.zero_rule:
+    if baselines.zero_rule:
         names += ["zero_rule", "zero_rule (median)"] if task == "regression" else ["zero_rule"]
-    names += [h.name for h in panel.heuristics]
-    names += ["human"] if panel.human is not None else []
-    names += [e.name for e in panel.existing]
+    names += [h.name for h in baselines.heuristics]
+    names += ["human"] if baselines.human is not None else []
+    names += [e.name for e in baselines.existing]
     return names
 
 

@@ -20,6 +20,7 @@ import threading
 from multiprocessing.process import BaseProcess
 
 from service.settings import Settings
+from service.tuning import tune_worker_process
 
 log = logging.getLogger("yardstick.pool")
 
@@ -33,44 +34,6 @@ def _die_with_parent() -> None:
             pass
 
 
-def single_threaded_blas() -> None:
-    """One OpenBLAS thread per worker process, for good.
-
-    Our BLAS calls are million-row dot products, bound by memory, not by cores. OpenBLAS'
-    extra threads spin after each call, and measured on the baseline panel they burned 0.24 s
-    of CPU per job (0.55 s of CPU for 0.32 s of work): CPU the other worker processes and the
-    job's own threads (``YARDSTICK_JOB_THREADS``) need.
-    """
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
-
-
-# glibc mallopt parameters
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_MiB = 1 << 20
-
-
-def keep_freed_memory() -> bool:
-    """Let a worker process reuse the memory of one job's arrays for the next ones.
-
-    By default glibc gives million-row arrays their own mappings and returns them to the
-    system when freed, so the next array of that size page-faults its memory in again:
-    about 13,000 faults per baseline-panel job on 1M rows. Serving arrays below 64 MiB from
-    the heap and keeping up to 256 MiB of freed heap made the plain metrics computation 8%
-    faster (0.085 s to 0.078 s) and the panel 10% (0.200 s to 0.181 s), for at most that
-    much idle memory. Returns False where there is no glibc (nothing changes).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        settings = ((_M_MMAP_THRESHOLD, 64 * _MiB), (_M_TRIM_THRESHOLD, 256 * _MiB), (_M_TOP_PAD, 64 * _MiB))
-        return all(libc.mallopt(option, value) == 1 for option, value in settings)
-    except (OSError, AttributeError):
-        return False
-
-
 def worker_process_main(settings_json: str, index: int, parent_pid: int) -> None:
     _die_with_parent()
     # Imported here so the parent (the API process) does not pay for the worker modules.
@@ -80,8 +43,7 @@ def worker_process_main(settings_json: str, index: int, parent_pid: int) -> None
     from service.store import SqlStore, Store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    single_threaded_blas()
-    keep_freed_memory()
+    log.info("worker process tuning: %s", tune_worker_process())
     settings = Settings.model_validate_json(settings_json)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

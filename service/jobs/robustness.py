@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from schemas.evaluations import EvaluationCreate
 from schemas.results import Finding
@@ -20,10 +19,12 @@ from schemas.robustness import (
     RobustnessRequest,
     RobustnessResult,
 )
+from service.canonical import LABEL, PREDICTION, SAMPLE_ID, SCORE, join_on_sample_id
 from service.errors import InvalidInput
-from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID, SCORE
+from service.integrations.kserve import answers_from_predictions
 from service.integrations.model_endpoint import EndpointError, predict
 from service.integrations.outbound import OutboundPolicy
+from service.jobs.decoding import label_values
 from service.settings import Settings
 from service.store import Store
 from service.store.records import BatchRecord
@@ -58,7 +59,7 @@ def _endpoint_tests(
     sample = table.take(
         pa.array(rw.sample_rows(table.num_rows, sample_size=spec.sample_size, seed=spec.seed))
     )
-    features = _plain(sample.select([c["name"] for c in batch.columns if c["role"] == "feature"]))
+    features = _plain(sample.select(batch.column_names("feature")))
     sample_ids = sample.column(SAMPLE_ID).to_numpy(zero_copy_only=False)
     try:
         copies: list[tuple[CopyKind, Any, pa.Table, np.ndarray | None]] = []
@@ -90,7 +91,7 @@ def _endpoint_tests(
     for k in range(len(tables)):
         try:
             answers.append(
-                rw.answers_from_predictions(
+                answers_from_predictions(
                     raw[k * n : (k + 1) * n],
                     task=batch.task,
                     classes=batch.classes,
@@ -163,13 +164,7 @@ def _labels(sample: pa.Table, batch: BatchRecord) -> np.ndarray | None:
     column = sample.column(LABEL)
     if column.null_count == len(column):
         return None
-    labels: np.ndarray
-    if batch.task == "regression":
-        labels = column.to_numpy(zero_copy_only=False).astype(np.float64)
-        return labels
-    codes = pc.index_in(column, value_set=pa.array(batch.classes).cast(column.type))
-    labels = pc.fill_null(codes, -1).to_numpy().astype(np.intp)
-    return labels
+    return label_values(column, batch)
 
 
 def _answers_of(table: pa.Table, batch: BatchRecord) -> rw.Answers:
@@ -185,12 +180,11 @@ def _pair(store: Store, batch: BatchRecord, pair: PairTest, spec: RobustnessRequ
     original = store.batch(pair.original_batch_id)
     perturbed = store.batch(pair.perturbed_batch_id)
     wanted = [SAMPLE_ID, PREDICTION, SCORE]
-    a = store.files.read(original.data_path, columns=[c for c in wanted if c in _names(original)])
-    b = store.files.read(perturbed.data_path, columns=[c for c in wanted if c in _names(perturbed)])
-    position = pc.index_in(a.column(SAMPLE_ID), value_set=b.column(SAMPLE_ID).combine_chunks())
-    shared = pc.is_valid(position)
-    a_shared = a.filter(shared)
-    b_shared = b.take(position.drop_null())
+    a = store.files.read(original.data_path, columns=[c for c in wanted if c in original.column_names()])
+    b = store.files.read(perturbed.data_path, columns=[c for c in wanted if c in perturbed.column_names()])
+    join = join_on_sample_id(a.column(SAMPLE_ID), b.column(SAMPLE_ID))
+    a_shared = a.filter(join.matched)
+    b_shared = b.take(join.right_rows)
     outcome = rw.expectation_result(
         pair.name,
         "pair",
@@ -210,10 +204,6 @@ def _pair(store: Store, batch: BatchRecord, pair: PairTest, spec: RobustnessRequ
         "perturbed_only_rows": b.num_rows - a_shared.num_rows,
     }
     return outcome
-
-
-def _names(batch: BatchRecord) -> set[str]:
-    return {c["name"] for c in batch.columns}
 
 
 def findings_for(result: RobustnessResult, spec: RobustnessRequest, batch: BatchRecord) -> list[Finding]:

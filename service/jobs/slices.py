@@ -21,10 +21,11 @@ from schemas.slices import (
     SliceMetric,
     SlicesResult,
 )
+from service.canonical import LABEL, PREDICTION, SAMPLE_ID, join_on_sample_id
 from service.errors import NotFound
 from service.expressions import evaluate as evaluate_expression
 from service.expressions import parse
-from service.ingest.canonical import LABEL, PREDICTION, SAMPLE_ID
+from service.jobs import decoding
 from service.store import Store
 from service.store.records import BatchRecord, JobRecord
 from service.workers import metrics as metrics_worker
@@ -48,12 +49,8 @@ def slice_columns(request: EvaluationCreate, batch: BatchRecord) -> list[str]:
     for critical in spec.critical:
         names |= parse(critical.where).columns()
     if spec.finder is not None:
-        names |= set(spec.finder.columns or _features(batch))
+        names |= set(spec.finder.columns or batch.column_names("feature"))
     return sorted(names | {SAMPLE_ID})
-
-
-def _features(batch: BatchRecord) -> list[str]:
-    return [c["name"] for c in batch.columns if c["role"] == "feature"]
 
 
 def codes_of(table: pa.Table, name: str, *, bins: int) -> Column:
@@ -180,7 +177,7 @@ def run_slices(
     errors = _row_errors(y_true, y_pred, task)
     if spec.finder is not None:
         finder = spec.finder
-        names = finder.columns or _features(batch)
+        names = finder.columns or batch.column_names("feature")
         finder_columns = [codes_of(labeled, n, bins=finder.bins) for n in names]
         support = finder.min_support or spec.min_support
         result.finder = slicefinder.find_slices(
@@ -206,7 +203,11 @@ def run_slices(
         findings += _found(result.finder, len(errors), task, reported=reported)
     progress(0.8)
     findings += _trend_reversals(
-        labeled, errors, [column(n) for n in spec.columns], spec.min_support, features=_features(batch)
+        labeled,
+        errors,
+        [column(n) for n in spec.columns],
+        spec.min_support,
+        features=batch.column_names("feature"),
     )
     return result, findings
 
@@ -413,18 +414,18 @@ def comparison_paradoxes(
     model_correct: np.ndarray,
 ) -> list[Finding]:
     """For each existing/human baseline: does the comparison reverse between slices and aggregate?"""
-    spec, panel = request.slices, request.baselines
-    if spec is None or panel is None or not spec.columns:
+    spec, baselines = request.slices, request.baselines
+    if spec is None or baselines is None or not spec.columns:
         return []
-    others = [("human", panel.human.batch_id)] if panel.human else []
-    others += [(e.name, e.batch_id) for e in panel.existing]
+    others = [("human", baselines.human.batch_id)] if baselines.human else []
+    others += [(e.name, e.batch_id) for e in baselines.existing]
     findings = []
     for name, other_id in others:
         try:
             other = store.batch(other_id)
         except NotFound:
             continue  # deleted before the job read it: the baselines section reports it
-        present = {c["name"] for c in other.columns}
+        present = set(other.column_names())
         wanted = [c for c in spec.columns if c in present]
         table = store.files.read(other.data_path, columns=[SAMPLE_ID, LABEL, PREDICTION, *wanted])
         other_correct, other_rows = _correctness(table, labeled, model_correct)
@@ -481,12 +482,12 @@ def _correctness(
     """The other side's per-row correctness: on its own labeled rows when it has labels,
     else on the model's rows it shares (ground truth from the model's batch)."""
     if other.column(LABEL).null_count < other.num_rows:
-        own = other.filter(pc.is_valid(other.column(LABEL)))
+        own = decoding.labeled(other)
         correct = _equal(own.column(LABEL), own.column(PREDICTION))
         return correct, own
-    position = pc.index_in(other.column(SAMPLE_ID), value_set=labeled.column(SAMPLE_ID).combine_chunks())
-    shared = other.filter(pc.is_valid(position))
-    truth = labeled.column(LABEL).take(position.drop_null())
+    join = join_on_sample_id(other.column(SAMPLE_ID), labeled.column(SAMPLE_ID))
+    shared = other.filter(join.matched)
+    truth = labeled.column(LABEL).take(join.right_rows)
     return _equal(truth, shared.column(PREDICTION)), shared
 
 

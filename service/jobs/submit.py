@@ -11,9 +11,9 @@ import pyarrow as pa
 
 from schemas.evaluations import EvaluationCreate
 from schemas.robustness import Directional, Invariance, Perturbation, RobustnessRequest
+from service.canonical import SCORE, SCORE_PREFIX, Label
 from service.errors import FieldIssue, InvalidInput, NotFound
 from service.expressions import ExpressionError, check_columns, parse
-from service.ingest.canonical import SCORE, SCORE_PREFIX, Label
 from service.integrations.outbound import OutboundBlocked, OutboundPolicy
 from service.jobs.gates import gate_issues
 from service.settings import Settings
@@ -25,7 +25,7 @@ from service.workers import robustness as robustness_worker
 
 
 def _has_scores(batch: BatchRecord) -> bool:
-    names = {c["name"] for c in batch.columns}
+    names = set(batch.column_names())
     return SCORE in names or any(n.startswith(SCORE_PREFIX) for n in names)
 
 
@@ -57,13 +57,13 @@ def validate_request(request: EvaluationCreate, batch: BatchRecord) -> None:
 
 def validate_baselines(store: Store, request: EvaluationCreate, batch: BatchRecord) -> None:
     """Rules must parse and name real columns; baseline batches must exist and fit the task."""
-    panel = request.baselines
-    if panel is None:
+    baselines = request.baselines
+    if baselines is None:
         return
     issues: list[FieldIssue] = []
     if batch.task == "regression":
         for flag in ("random_uniform", "random_prior"):
-            if getattr(panel, flag):
+            if getattr(baselines, flag):
                 issues.append(
                     FieldIssue(
                         f"baselines.{flag}",
@@ -71,8 +71,8 @@ def validate_baselines(store: Store, request: EvaluationCreate, batch: BatchReco
                         "(it reports both the mean and the median predictor)",
                     )
                 )
-    schema = pa.schema([pa.field(c["name"], _arrow_type(c["type"])) for c in batch.columns])
-    for i, heuristic in enumerate(panel.heuristics):
+    schema = pa.schema([pa.field(c.name, _arrow_type(c.type)) for c in batch.columns])
+    for i, heuristic in enumerate(baselines.heuristics):
         where = f"baselines.heuristics[{i}]"
         for j, rule in enumerate(heuristic.rules):
             try:
@@ -85,8 +85,8 @@ def validate_baselines(store: Store, request: EvaluationCreate, batch: BatchReco
         problem = _prediction_problem(heuristic.otherwise, batch)
         if problem:
             issues.append(FieldIssue(f"{where}.otherwise", problem))
-    others = [("baselines.human.batch_id", panel.human.batch_id)] if panel.human else []
-    others += [(f"baselines.existing[{i}].batch_id", e.batch_id) for i, e in enumerate(panel.existing)]
+    others = [("baselines.human.batch_id", baselines.human.batch_id)] if baselines.human else []
+    others += [(f"baselines.existing[{i}].batch_id", e.batch_id) for i, e in enumerate(baselines.existing)]
     for field, other_id in others:
         try:
             other = store.meta.get_batch(other_id)
@@ -110,7 +110,7 @@ def validate_baselines(store: Store, request: EvaluationCreate, batch: BatchReco
 def validate_probability_sections(request: EvaluationCreate, batch: BatchRecord) -> None:
     """Calibration needs probabilities; confidence needs them too, or regression intervals."""
     issues: list[FieldIssue] = []
-    names = {c["name"] for c in batch.columns}
+    names = set(batch.column_names())
     if request.calibration is not None:
         if batch.task == "regression":
             issues.append(FieldIssue("calibration", "calibration is for classification batches; remove it"))
@@ -153,7 +153,7 @@ def validate_robustness(store: Store, request: EvaluationCreate, batch: BatchRec
     if spec is None:
         return
     issues: list[FieldIssue] = []
-    features = {c["name"]: c["type"] for c in batch.columns if c["role"] == "feature"}
+    features = {c.name: c.type for c in batch.columns if c.role == "feature"}
     if spec.endpoint is not None and not features:
         issues.append(
             FieldIssue("robustness.endpoint", "the batch has no feature columns to send to a model")
@@ -214,10 +214,10 @@ def _change_refusals(spec: RobustnessRequest, batch: BatchRecord) -> list[FieldI
     wrong kind): the worker's own functions applied to no rows of the batch's feature types."""
     empty: dict[str, pa.Array] = {}
     for column in batch.columns:
-        kind = _arrow_type(column["type"])
-        if column["role"] == "feature" and kind != pa.null():
+        kind = _arrow_type(column.type)
+        if column.role == "feature" and kind != pa.null():
             with contextlib.suppress(pa.ArrowException, ValueError, TypeError):
-                empty[column["name"]] = pa.array([], kind)
+                empty[column.name] = pa.array([], kind)
     table = pa.table(empty)
     issues: list[FieldIssue] = []
     changes: list[tuple[str, Invariance | Directional]] = [
@@ -260,7 +260,7 @@ def validate_slices(request: EvaluationCreate, batch: BatchRecord) -> None:
     if spec is None:
         return
     issues: list[FieldIssue] = []
-    features = {c["name"] for c in batch.columns if c["role"] == "feature"}
+    features = set(batch.column_names("feature"))
 
     def check(field: str, name: str) -> None:
         if name not in features:
@@ -277,7 +277,7 @@ def validate_slices(request: EvaluationCreate, batch: BatchRecord) -> None:
             issues.append(FieldIssue(f"slices.crosses[{i}]", "a cross names two or more different columns"))
         for j, name in enumerate(cross):
             check(f"slices.crosses[{i}][{j}]", name)
-    schema = pa.schema([pa.field(c["name"], _arrow_type(c["type"])) for c in batch.columns])
+    schema = pa.schema([pa.field(c.name, _arrow_type(c.type)) for c in batch.columns])
     for i, critical in enumerate(spec.critical):
         try:
             check_columns(parse(critical.where), schema)

@@ -7,25 +7,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
 
 import pyarrow as pa
 
 from schemas.batches import LabelUpdateResult
-from service import ingest
+from service.canonical import BatchSpec, CanonicalBatch, LabelMerge, describe_columns
 from service.errors import Conflict, NotFound
-from service.ingest.canonical import (
-    DERIVED_ROWS_KEY,
-    DERIVED_THRESHOLD_KEY,
-    LABEL,
-    LOWER,
-    PREDICTION,
-    SAMPLE_ID,
-    SCORE,
-    SCORE_PREFIX,
-    UPPER,
-    CanonicalBatch,
-)
 from service.settings import DEFAULT_PROJECT, Settings
 from service.store.base import MetadataStore
 from service.store.batch_files import BatchFiles, JobPins
@@ -46,31 +33,6 @@ __all__ = [
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
-
-
-def describe_columns(table: pa.Schema) -> list[dict[str, Any]]:
-    """Column name, Arrow type and role, as shown in a Batch."""
-    roles = {SAMPLE_ID: "sample_id", LABEL: "label", PREDICTION: "prediction", SCORE: "score"}
-    out = []
-    for fld in table:
-        role = roles.get(fld.name)
-        if role is None:
-            if fld.name.startswith(SCORE_PREFIX):
-                role = "score"
-            elif fld.name in (LOWER, UPPER):
-                role = "interval"
-            else:
-                role = "feature"
-        column: dict[str, Any] = {"name": fld.name, "type": str(fld.type), "role": role}
-        metadata = fld.metadata or {}
-        if role == "prediction" and DERIVED_THRESHOLD_KEY in metadata:
-            column["derived"] = {
-                "source": "score",
-                "threshold": float(metadata[DERIVED_THRESHOLD_KEY]),
-                "rows": int(metadata.get(DERIVED_ROWS_KEY, b"0")),
-            }
-        out.append(column)
-    return out
 
 
 @dataclass
@@ -136,13 +98,16 @@ class Store:
         self.meta.delete_batch(batch_id)
         self.files.remove_batch(batch_id)
 
-    def update_labels(self, batch_id: str, update: pa.Table, *, attempts: int = 5) -> LabelUpdateResult:
+    def update_labels(
+        self, batch_id: str, merge: Callable[[pa.Table, BatchSpec], LabelMerge], *, attempts: int = 5
+    ) -> LabelUpdateResult:
         """Merge late labels into a batch as a new version of its file.
 
-        Read the current version, merge, write the new file, then compare-and-swap the row to it:
-        when another update won meanwhile, redo the merge on its version instead of overwriting
-        it. The old file is removed once the row no longer names it (jobs that read it hold
-        pins). A bad label raises before anything is written.
+        Read the current version, ``merge`` the labels into it (ingest's
+        :func:`~service.ingest.merge_stored_labels`, which validates them), write the new file,
+        then compare-and-swap the row to it: when another update won meanwhile, redo the merge on
+        its version instead of overwriting it. The old file is removed once the row no longer
+        names it (jobs that read it hold pins). A bad label raises before anything is written.
         """
         for _ in range(attempts):
             record = self.meta.get_batch(batch_id)
@@ -150,7 +115,7 @@ class Store:
                 table = self.files.read(record.data_path)
             except NotFound:
                 continue  # another update replaced that version after we looked it up: look again
-            merged = ingest.merge_labels(ingest.load_canonical(table, record.spec), update)
+            merged = merge(table, record.spec)
             path = self.files.write(batch_id, merged.batch.table, version=record.data_version + 1)
             try:
                 swapped = self.meta.replace_batch_data(

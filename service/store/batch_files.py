@@ -55,6 +55,11 @@ def sample_id_digest(column: pa.Array | pa.ChunkedArray) -> bytes | None:
 
     Two columns with equal digests hold the same values in the same order, so a reader
     can skip comparing a million ids. None for a type without a stable layout here, or nulls.
+
+    It pays for itself (``benchmarks/bench_tuning.py``, 1M rows, 2 cores, three runs): the
+    job with the full baseline panel, whose champion and human batches hold the model's ids,
+    takes 0.69-0.85x the time it takes without digests, for 0.016-0.021 s per write (0.05x of
+    the Parquet write itself).
     """
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if array.null_count:

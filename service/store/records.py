@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from schemas.batches import Batch, Column
+from schemas.batches import ColumnRole as Role
 from schemas.common import ModelRef
 from schemas.jobs import Job
-from service.ingest.canonical import BatchSpec, Label, Task
+from service.canonical import BatchSpec, Label, Task
 from service.settings import DEFAULT_PROJECT
 
 
@@ -23,12 +24,17 @@ class BatchRecord:
     positive_class: Label | None
     rows: int
     labeled_rows: int
-    columns: list[dict[str, Any]]
+    columns: list[Column]
     data_path: str
     data_version: int
     created_at: datetime
     #: The tenant: only keys of this project see the batch (service.settings.ApiKey).
     project: str = DEFAULT_PROJECT
+
+    def column_names(self, *roles: Role) -> list[str]:
+        """The names of the batch's columns with one of ``roles`` (every column when none is given),
+        in file order."""
+        return [c.name for c in self.columns if not roles or c.role in roles]
 
     @property
     def positive_code(self) -> int | None:
@@ -58,7 +64,7 @@ class BatchRecord:
             positive_class=self.positive_class,
             rows=self.rows,
             labeled_rows=self.labeled_rows,
-            columns=[Column.model_validate(c) for c in self.columns],
+            columns=list(self.columns),
             created_at=self.created_at,
         )
 

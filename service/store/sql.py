@@ -41,6 +41,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import ColumnElement
 
+from schemas.batches import Column
 from schemas.jobs import TERMINAL_STATUSES
 from service.errors import Conflict, FieldIssue, NotFound
 from service.store import migrations
@@ -174,7 +175,7 @@ class SqlStore:
                     positive_class=record.positive_class,
                     rows=record.rows,
                     labeled_rows=record.labeled_rows,
-                    columns=record.columns,
+                    columns=[c.model_dump(mode="json", exclude_none=True) for c in record.columns],
                     data_path=record.data_path,
                     data_version=record.data_version,
                     created_at=record.created_at,
@@ -757,7 +758,7 @@ def _batch(row: Row[Any]) -> BatchRecord:
         positive_class=m["positive_class"],
         rows=m["rows"],
         labeled_rows=m["labeled_rows"],
-        columns=m["columns"],
+        columns=[Column.model_validate(c) for c in m["columns"]],
         data_path=m["data_path"],
         data_version=m["data_version"],
         created_at=m["created_at"],

@@ -54,12 +54,12 @@ Progress = Callable[[float], None]
 _PROGRESS_STEPS = 50
 
 
-def _check_samples(samples: int) -> None:
+def check_samples(samples: int) -> None:
     if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
         raise ValueError(f"samples must be a positive integer (e.g. 1000), got {samples!r}.")
 
 
-def _check_confidence(confidence: float) -> None:
+def check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}.")
 
@@ -74,7 +74,7 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     return cells, rows
 
 
-def _row_replicates(
+def row_replicates(
     evaluate: Callable[[np.ndarray], dict[str, float]],
     names: list[str],
     *,
@@ -139,7 +139,7 @@ def classification_replicates(
         One value per replicate, NaN where the metric is undefined on it. Empty
         when there are no rows.
     """
-    _check_samples(samples)
+    check_samples(samples)
     y_true, y_pred, scores = check_classification_inputs(
         y_true, y_pred, n_classes=n_classes, positive=positive, scores=scores
     )
@@ -169,7 +169,7 @@ def classification_replicates(
             y_true, scores, n_classes=n_classes, positive=positive, names=score_names, labels=labels
         )
         out.update(
-            _row_replicates(stats.values, score_names, n=n, samples=samples, rng=row_rng, progress=progress)
+            row_replicates(stats.values, score_names, n=n, samples=samples, rng=row_rng, progress=progress)
         )
     elif progress is not None:
         progress(1.0)
@@ -189,7 +189,7 @@ def regression_replicates(
 
     Parameters and return value as :func:`classification_replicates`.
     """
-    _check_samples(samples)
+    check_samples(samples)
     y_true, y_pred = check_regression_inputs(y_true, y_pred)
     names = list(metrics) if metrics is not None else default_metrics("regression", has_scores=False)
     validate_metric_names("regression", names, has_scores=False)
@@ -200,7 +200,7 @@ def regression_replicates(
         return {}
     _, row_rng = _streams(seed)
     stats = RegressionStatistics(y_true, y_pred, names=names)
-    return _row_replicates(stats.values, names, n=n, samples=samples, rng=row_rng, progress=progress)
+    return row_replicates(stats.values, names, n=n, samples=samples, rng=row_rng, progress=progress)
 
 
 def percentile_intervals(
@@ -212,7 +212,7 @@ def percentile_intervals(
     its replicates gets no interval (the remaining ones would describe a different
     population of resamples).
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     alpha = 1 - confidence
     out: dict[str, Interval] = {}
     for name, values in replicates.items():
@@ -261,7 +261,7 @@ def classification_intervals(
     >>> iv["accuracy"]
     Interval(low=1.0, high=1.0)
     """
-    _check_confidence(confidence)  # before the expensive part
+    check_confidence(confidence)  # before the expensive part
     replicates = classification_replicates(
         y_true,
         y_pred,
@@ -288,7 +288,7 @@ def regression_intervals(
     progress: Progress | None = None,
 ) -> dict[str, Interval]:
     """Bootstrap percentile intervals of regression metrics (see :func:`classification_intervals`)."""
-    _check_confidence(confidence)  # before the expensive part
+    check_confidence(confidence)  # before the expensive part
     replicates = regression_replicates(
         y_true, y_pred, metrics=metrics, samples=samples, seed=seed, progress=progress
     )

@@ -22,8 +22,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from service.workers.metrics import METRICS
-
 #: binary batches whose rarer class holds under this share of labeled rows are imbalanced
 IMBALANCED_SHARE = 0.2
 
@@ -88,8 +86,3 @@ def label_primary_metric(task: str, *, support: np.ndarray | None, positive: int
             "so predicting the majority would win accuracy; balanced accuracy cannot be won that way",
         )
     return PrimaryChoice("accuracy", "the classes are balanced enough for accuracy")
-
-
-def needs_scores(name: str) -> bool:
-    """Does a metric need scores (so a rule or a person, who give only labels, cannot have it)?"""
-    return METRICS[name].needs_scores

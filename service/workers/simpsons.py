@@ -65,6 +65,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
+from service.workers.metrics import METRICS
+
 # Differences of means of different row sets can miss an exact tie by a few ulps.
 _TIE_SLACK = 1e-12
 
@@ -412,7 +414,8 @@ def comparison_paradox(
         raise ValueError(f"min_difference must be a finite value >= 0, got {min_difference}.")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}.")
-    binary = metric == "accuracy"
+    # a proportion of rows (accuracy): 0/1 outcomes, compared as risks and odds
+    binary = metric in METRICS and METRICS[metric].kind == "proportion"
     m = _check_outcomes(model_correct, name="model_correct", binary=binary)
     b = _check_outcomes(baseline_correct, name="baseline_correct", binary=binary)
     k = len(labels)

@@ -1,12 +1,18 @@
 """A faster stable argsort of float64 values: sort packed (value, row) keys, not an index.
 
 numpy sorts plain numbers with SIMD kernels several times faster than it argsorts them
-(1M doubles: about 6 ms against 24 ms). :func:`argsort_floats` therefore packs each
+(1M doubles: about 7 ms against 28 ms, and 130 ms for a stable argsort, which ranking
+metrics need to keep ties in row order). :func:`argsort_floats` therefore packs each
 value's order-preserving bit pattern and its row number into one ``uint64`` key, sorts
 the keys, and reads the rows back from their low bits. The row number takes
 ``ceil(log2 n)`` bits, so values that differ only in their lowest bits can share a key
 prefix; those rare runs are found after the sort and ordered by their full values, which
 makes the result exactly numpy's stable argsort.
+
+It pays for itself (``benchmarks/bench_tuning.py``, 1M rows, 2 cores, three runs): the
+plain metrics job takes 0.43-0.44x the time it takes with numpy's stable argsort (0.09 s
+against 0.21 s) and the job with the full baseline panel 0.57-0.70x;
+``benchmarks/bench_sorting.py`` times the sort alone (0.022 s against 0.157 s).
 
 Pure computation: no I/O, no randomness.
 """
@@ -15,8 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Below this many rows numpy's argsort is as fast and the packing is not worth it.
-_SMALL = 4096
+# Below this many rows numpy's stable argsort is as fast and the packing is not worth it:
+# both take about 17 us at 1,024 rows; at 4,096 rows packing takes 40 us against 240 us.
+_SMALL = 1024
 _SIGN = np.uint64(1 << 63)
 
 

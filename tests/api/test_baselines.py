@@ -441,18 +441,18 @@ async def test_the_first_matching_rule_wins(client: httpx.AsyncClient, run_jobs:
 
 async def test_the_panel_refuses_to_run_before_it_has_started(client: httpx.AsyncClient, app: Any) -> None:
     from schemas.evaluations import EvaluationCreate
-    from service.jobs.baselines import BaselinePanel
+    from service.jobs.baselines import BaselineRunner
 
     request, _ = await _full_panel(client)
     store = app.state.store
     batch = store.meta.get_batch(request["batch_id"])
     with (
-        BaselinePanel(store, batch, EvaluationCreate.model_validate(request), threads=2) as panel,
+        BaselineRunner(store, batch, EvaluationCreate.model_validate(request), threads=2) as runner,
         pytest.raises(RuntimeError, match="start"),
     ):
-        panel.run(
+        runner.run(
             None,  # type: ignore[arg-type]
-            lambda: None,  # type: ignore[arg-type,return-value]
+            None,  # type: ignore[arg-type]
             metrics=["accuracy"],
             primary="accuracy",
             label_primary="accuracy",

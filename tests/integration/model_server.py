@@ -6,6 +6,10 @@ Models (KServe v1: POST {"instances": [...]} -> {"predictions": [...]}):
 - ``labels``: answers class labels (1 when amount > 500 else 0), no probabilities.
 - ``garbage``: answers text; ``short``: one prediction too few; ``slow``: sleeps past any timeout;
 - ``flaky``: answers 503 to every other call.
+- ``busy``: answers 429 with ``Retry-After: 1`` to every other call (the first included).
+
+Webhook receivers: ``/hooks/jobs`` records each notification and answers 204; ``/hooks/busy`` answers
+429 with ``Retry-After: 1`` to every other notification (the first included), 204 to the rest.
 """
 
 from __future__ import annotations
@@ -43,10 +47,12 @@ class ModelServer:
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.hooks: list[dict[str, Any]] = []
+        self.busy_hooks: list[tuple[float, dict[str, Any]]] = []  # (monotonic time, body)
         app = Starlette(
             routes=[
                 Route("/v1/models/{model}:predict", self._predict, methods=["POST"]),
                 Route("/hooks/jobs", self._hook, methods=["POST"]),
+                Route("/hooks/busy", self._busy_hook, methods=["POST"]),
             ]
         )
         self._server = uvicorn.Server(
@@ -62,6 +68,12 @@ class ModelServer:
         self.hooks.append(await request.json())
         return Response(status_code=204)
 
+    async def _busy_hook(self, request: Request) -> Response:
+        self.busy_hooks.append((time.monotonic(), await request.json()))
+        if len(self.busy_hooks) % 2 == 1:
+            return PlainTextResponse("slow down", status_code=429, headers={"retry-after": "1"})
+        return Response(status_code=204)
+
     async def _predict(self, request: Request) -> Response:
         model = request.path_params["model"]
         self.calls[model] += 1
@@ -75,7 +87,9 @@ class ModelServer:
             await asyncio.sleep(3)
         if model == "flaky" and self.calls[model] % 2 == 1:
             return PlainTextResponse("try again", status_code=503)
-        target = "fair" if model in ("flaky", "slow", "short") else model
+        if model == "busy" and self.calls[model] % 2 == 1:
+            return PlainTextResponse("slow down", status_code=429, headers={"retry-after": "1"})
+        target = "fair" if model in ("flaky", "slow", "short", "busy") else model
         predictions = [_score(target, row) for row in instances]
         if model == "short":
             predictions = predictions[:-1]

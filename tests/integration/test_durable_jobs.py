@@ -178,7 +178,7 @@ def test_worker_processes_run_blas_single_threaded() -> None:
     probe = (
         "import json, numpy\n"
         "from threadpoolctl import threadpool_info\n"
-        "from service.jobs.pool import single_threaded_blas\n"
+        "from service.tuning import single_threaded_blas\n"
         "def blas(): return [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
         "before = blas()\n"
         "single_threaded_blas()\n"
@@ -200,7 +200,7 @@ def test_worker_processes_reuse_freed_memory_without_page_faults() -> None:
 
     probe = (
         "import json, resource, numpy\n"
-        "from service.jobs.pool import keep_freed_memory\n"
+        "from service.tuning import keep_freed_memory\n"
         "tuned = keep_freed_memory()\n"
         "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "a = numpy.ones(2_000_000); del a\n"

@@ -152,10 +152,13 @@ async def test_fair_model_directional_violations_counted_exactly(
     assert fragile and fragile[0]["details"]["flip_rate"] == perturbation["flip_rate"]
 
 
-async def test_retries_on_5xx(client: httpx.AsyncClient, model_server: ModelServer) -> None:
+@pytest.mark.parametrize("model", ["flaky", "busy"])  # 503, and 429 with a Retry-After, every other call
+async def test_retries_on_5xx_and_429(
+    client: httpx.AsyncClient, model_server: ModelServer, model: str
+) -> None:
     spec = {
         "endpoint": {
-            "url": model_server.endpoint("flaky"),
+            "url": model_server.endpoint(model),
             "batch_size": 100,
             "concurrency": 1,
             "retries": 2,

@@ -13,10 +13,11 @@ from sklearn.metrics import roc_auc_score
 from sqlalchemy import text
 
 from schemas.evaluations import EvaluationCreate
+from service.canonical import BatchSpec, CanonicalBatch
 from service.ingest import ingest_body
-from service.ingest.canonical import BatchSpec, CanonicalBatch
 from service.jobs import baselines as baselines_job
-from service.jobs.evaluate import class_codes, evaluation_data, labeled_rows, metric_columns, run_evaluation
+from service.jobs.decoding import class_codes, evaluation_data, metric_columns, range_codes
+from service.jobs.evaluate import run_evaluation
 from service.jobs.submit import submit_evaluation
 from service.settings import Settings
 from service.store import Store
@@ -196,10 +197,10 @@ def test_ids_skipped_at_the_start_are_read_when_the_labeled_rows_no_longer_match
     batch, other = store.meta.get_batch(model_id), store.meta.get_batch(champion_id)
     assert store.files.footer(batch.data_path)[1] == store.files.footer(other.data_path)[1]
     table = store.files.read(batch.data_path, columns=metric_columns(batch))  # no ids
-    rows = labeled_rows(table, evaluation_data(table, batch))
+    rows = baselines_job.labeled_rows(table, evaluation_data(table, batch))
     assert rows.sample_id is None and rows.n == 50
     loaded = baselines_job._load_other(store, batch, other, same_ids=True)  # as if checked earlier
-    panel = baselines_job.Panel(
+    setup = baselines_job.ComparisonSetup(
         batch=batch,
         metrics=["accuracy", "roc_auc"],
         primary="accuracy",
@@ -208,7 +209,7 @@ def test_ids_skipped_at_the_start_are_read_when_the_labeled_rows_no_longer_match
         confidence=0.95,
         seed=0,
     )
-    prepared = baselines_job._other_batch(store, panel, rows, loaded)
+    prepared = baselines_job._other_batch(store, setup, rows, loaded)
     pairing = prepared.pairing
     assert (pairing.mode, pairing.shared_rows, pairing.model_only_rows, pairing.baseline_only_rows) == (
         "paired",
@@ -235,10 +236,10 @@ def test_ids_skipped_at_the_start_are_read_when_the_labeled_rows_no_longer_match
 )
 def test_integer_predictions_shortcut_the_class_lookup(values: list[int], classes: list[object]) -> None:
     column = pa.chunked_array([pa.array(values, pa.int64())])
-    codes = baselines_job._range_codes(column, classes)
+    codes = range_codes(column, classes)
     if classes == list(range(len(classes))):
         assert codes is not None
         np.testing.assert_array_equal(codes, class_codes(column, pa.array(classes).cast(pa.int64())))
     else:
         assert codes is None
-    assert baselines_job._range_codes(pa.chunked_array([pa.array([0, 2])]), [0, 1]) is None
+    assert range_codes(pa.chunked_array([pa.array([0, 2])]), [0, 1]) is None

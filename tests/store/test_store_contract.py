@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from schemas.batches import Column
 from service.errors import Conflict, NotFound, YardstickError
 from service.store import BatchRecord, JobRecord, SqlStore, new_id, paging
 from service.store.records import IdempotencyClaim, IdempotencyEntry, StoredAnswer
@@ -39,7 +40,7 @@ def batch(i: int = 0, *, model: str = "m", version: str = "1") -> BatchRecord:
         positive_class=1,
         rows=10,
         labeled_rows=8,
-        columns=[{"name": "sample_id", "type": "string", "role": "sample_id"}],
+        columns=[Column(name="sample_id", type="string", role="sample_id")],
         data_path=f"b_{i:04d}/v1.parquet",
         data_version=1,
         created_at=T0 + timedelta(seconds=i),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from schemas.evaluations import EvaluationCreate
+from service.canonical import BatchSpec, CanonicalBatch, LabelMerge
 from service.errors import NotFound
-from service.ingest import ingest_body, parse_label_update
-from service.ingest.canonical import BatchSpec, CanonicalBatch
+from service.ingest import ingest_body, merge_stored_labels, parse_label_update
 from service.jobs.evaluate import job_batches, run_evaluation
 from service.jobs.submit import submit_evaluation
 from service.settings import Settings
@@ -41,9 +42,11 @@ def unlabeled(n: int = 4) -> CanonicalBatch:
     return CanonicalBatch(BatchSpec("m", "1", "binary", positive_class=1, classes=[0, 1]), table)
 
 
-def labels(pairs: dict[str, int]) -> pa.Table:
+def labels(pairs: dict[str, int]) -> Callable[[pa.Table, BatchSpec], LabelMerge]:
+    """The merge a label update of ``pairs`` asks the store to apply, as the API builds it."""
     body = "".join(f'{{"sample_id": "{s}", "label": {y}}},' for s, y in pairs.items())
-    return parse_label_update(f'{{"labels": [{body[:-1]}]}}'.encode(), "application/json")
+    update = parse_label_update(f'{{"labels": [{body[:-1]}]}}'.encode(), "application/json")
+    return functools.partial(merge_stored_labels, update=update)
 
 
 @pytest.fixture

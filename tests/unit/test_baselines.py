@@ -846,7 +846,7 @@ def test_prepared_regression_report_equals_regression_metrics(case: str) -> None
 def test_paired_standard_error_from_dot_products_equals_the_row_differences(flipped: int) -> None:
     """The paired delta-method error of two scored sides, from cached sums and one cross
     product, equals the one of the row differences, down to sides that barely differ."""
-    from service.workers.baselines import _paired_se
+    from service.workers.baselines.intervals import _paired_se
     from service.workers.significance import paired_influence_se
 
     rng = np.random.default_rng(50 + flipped)

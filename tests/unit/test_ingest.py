@@ -16,9 +16,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from service.canonical import RESERVED_COLUMNS, SCORE_PREFIX, BatchSpec, CanonicalBatch
 from service.errors import InvalidInput
 from service.ingest import ingest_body, load_canonical
-from service.ingest.canonical import RESERVED_COLUMNS, SCORE_PREFIX, BatchSpec, CanonicalBatch
 
 MODEL = {"name": "fraud-gbm", "version": "7"}
 FORMATS = ("json-rows", "json-columns", "csv", "parquet", "arrow-stream", "arrow-file")

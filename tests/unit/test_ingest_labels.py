@@ -8,9 +8,9 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from service.canonical import CanonicalBatch
 from service.errors import FieldIssue, InvalidInput, MalformedBody, UnsupportedMediaType
 from service.ingest import merge_labels, parse_label_update
-from service.ingest.canonical import CanonicalBatch
 from tests.unit.test_ingest import ingest
 
 BINARY = {"sample_id": ["a", "b", "c", "d"], "label": [0, None, None, 1], "prediction": [0, 1, 1, 1]}

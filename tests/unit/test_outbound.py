@@ -444,3 +444,33 @@ async def test_post_json_refuses_unguarded_clients_and_bad_urls() -> None:
             with pytest.raises(OutboundBlocked):
                 await post_json(client, url, {})
     assert network.connects == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("answer", "status", "retry_after"),
+    [
+        (b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n", 429, 7.0),
+        (
+            b"HTTP/1.1 503 Service Unavailable\r\nDate: Wed, 21 Oct 2015 07:28:00 GMT\r\n"
+            b"Retry-After: Wed, 21 Oct 2015 07:30:00 GMT\r\nContent-Length: 0\r\n\r\n",
+            503,
+            120.0,
+        ),
+        (
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: " + SECRET + b"\r\nContent-Length: 0\r\n\r\n",
+            429,
+            None,
+        ),
+        (b"HTTP/1.1 500 Internal Server Error\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n", 500, None),
+    ],
+)
+async def test_retry_after_is_read_from_429_and_503(
+    answer: bytes, status: int, retry_after: float | None
+) -> None:
+    with pytest.raises(OutboundError) as caught:
+        await _post(answer)
+    assert caught.value.status == status and caught.value.retryable
+    assert caught.value.retry_after == retry_after
+    assert ("Retry-After" in str(caught.value)) is (retry_after is not None)
+    assert SECRET.decode() not in str(caught.value)

@@ -18,10 +18,9 @@ from service.workers.metrics import (
     classification_metrics,
     confusion_counts,
     confusion_metric_values,
+    perfect_value,
 )
 from service.workers.significance import (
-    DELTA_METHOD_METRICS,
-    _row_losses,
     binomial_test,
     bootstrap_difference,
     class_constant_paired_se,
@@ -39,11 +38,11 @@ from service.workers.significance import (
     paired_influence_se,
     paired_regression_replicates,
     paired_row_replicates,
-    perfect_value,
     regression_influence,
     score_influence,
     two_proportion_z,
 )
+from service.workers.significance.influence import row_losses as _row_losses
 
 SCORE_METRICS = ["roc_auc", "average_precision", "log_loss", "brier_score"]
 
@@ -588,8 +587,12 @@ def test_undefined_rankings_have_no_gradient() -> None:
 
 
 def test_delta_method_set_is_the_smooth_metrics() -> None:
-    assert {"median_ae", "max_error"}.isdisjoint(DELTA_METHOD_METRICS)
-    assert all(METRICS[m].source in ("scores", "values") for m in DELTA_METHOD_METRICS)
+    delta_method_metrics = {m for m, info in METRICS.items() if info.kind == "smooth"}
+    assert delta_method_metrics == {
+        "roc_auc", "average_precision", "log_loss", "brier_score", "mae", "rmse", "mape", "r2"
+    }  # fmt: skip
+    assert {"median_ae", "max_error"}.isdisjoint(delta_method_metrics)
+    assert all(METRICS[m].source in ("scores", "values") for m in delta_method_metrics)
 
 
 # --------------------------------------------------------------------------- paired bootstrap
@@ -664,7 +667,7 @@ def test_paired_regression_replicates_use_the_same_rows() -> None:
 @pytest.mark.parametrize("n", [2, 7, 300])
 def test_distinct_score_gradients_equal_the_tied_group_formula(n: int) -> None:
     """Without ties the fast path equals the general formula with every row its own group."""
-    from service.workers.significance import _ranking_gradients
+    from service.workers.significance.ranking_influence import ranking_gradients as _ranking_gradients
 
     rng = np.random.default_rng(n)
     for p in (0.2, 0.5, 0.9):

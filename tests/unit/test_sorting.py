@@ -56,9 +56,10 @@ def test_rejects_matrices() -> None:
         argsort_floats(np.zeros((3, 3)))
 
 
-@pytest.mark.parametrize("n", [4095, 4096, 4097, 8192, 8193, 65536, 65537])
+@pytest.mark.parametrize("n", [1023, 1024, 1025, 4095, 4096, 4097, 8192, 8193, 65536, 65537])
 def test_sizes_around_the_row_bit_boundaries(n: int) -> None:
-    """The row number's width changes at powers of two; ties and near-ties at every size."""
+    """Packing starts at 1,024 rows and the row number's width changes at powers of two: ties and
+    near-ties at every size around them."""
     rng = np.random.default_rng(n)
     base = rng.random(n // 4 + 1).round(4)
     values = rng.choice(base, n) + rng.integers(0, 3, n) * np.spacing(1.0) * 0.25

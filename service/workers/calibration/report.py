@@ -16,7 +16,7 @@ from schemas.calibration import (
     ReliabilityDiagram,
 )
 from schemas.metrics import Interval
-from service.workers.bootstrap import _check_confidence, _check_samples, percentile_intervals
+from service.workers.bootstrap import check_confidence, check_samples, percentile_intervals
 from service.workers.calibration.binning import STRATEGIES, BinnedStatistics, BrierTerms, bin_edges
 from service.workers.calibration.recalibration import (
     EPS,
@@ -27,7 +27,7 @@ from service.workers.calibration.recalibration import (
     logit,
     overlapping,
 )
-from service.workers.metrics import ScoreStatistics, _check_codes, _check_scores
+from service.workers.metrics import ScoreStatistics, check_codes, check_scores
 
 
 def _check_options(
@@ -65,8 +65,8 @@ def _check_options(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}.")  # None would seed from the OS
     if bootstrap_samples is not None:
-        _check_samples(bootstrap_samples)
-    _check_confidence(confidence)
+        check_samples(bootstrap_samples)
+    check_confidence(confidence)
 
 
 @dataclass(frozen=True)
@@ -247,8 +247,8 @@ def calibration_report(
         bootstrap_samples=bootstrap_samples,
         confidence=confidence,
     )
-    y = _check_codes(y_true, n_classes=n_classes, name="y_true")
-    s = _check_scores(scores, n=y.size, n_classes=n_classes, binary=positive is not None)
+    y = check_codes(y_true, n_classes=n_classes, name="y_true")
+    s = check_scores(scores, n=y.size, n_classes=n_classes, binary=positive is not None)
     n = y.size
     if n == 0:
         raise ValueError("calibration needs labeled rows; this batch has none.")

@@ -39,7 +39,8 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from service.workers.metrics import METRICS
-from service.workers.slices.inference import mean_and_variance, two_proportion_p, welch_p
+from service.workers.significance.counts import two_proportion_z_test
+from service.workers.slices.inference import mean_and_variance, welch_p
 from service.workers.slices.report import SliceTests
 
 #: the default ``min_effect``: a slice must be at least 25% further from perfect than the rest
@@ -110,10 +111,11 @@ def relative_gap(metric: str, value: float, rest: float) -> float:
     >>> relative_gap("log_loss", 0.5, 0.4)
     0.25
     """
-    if METRICS[metric].greater_is_better:
-        gap, scale = rest - value, 1.0 - rest
+    info = METRICS[metric]
+    if info.greater_is_better:
+        gap, scale = rest - value, info.perfect - rest
     else:
-        gap, scale = value - rest, rest
+        gap, scale = value - rest, rest - info.perfect
     if scale <= 0:
         return float("inf") if gap > 0 else 0.0
     return float(gap / scale)
@@ -267,7 +269,9 @@ def _explain(
 
 def _p_worse(a: _Rows, b: _Rows, *, binary: bool) -> float:
     if binary:
-        p = two_proportion_p(np.array([a.errors]), np.array([a.n]), np.array([b.errors]), np.array([b.n]))
+        _, p = two_proportion_z_test(
+            np.array([a.errors]), np.array([a.n]), np.array([b.errors]), np.array([b.n])
+        )
     else:
         n_a, n_b = np.array([a.n]), np.array([b.n])
         mean_a, var_a = mean_and_variance(np.array([a.errors]), np.array([a.squares]), n_a)

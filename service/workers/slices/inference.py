@@ -12,19 +12,14 @@ from statistics import NormalDist
 import numpy as np
 from scipy.special import erfc
 
+from service.workers.metrics.arithmetic import safe_div
+
 
 def z_value(confidence: float) -> float:
     """The two-sided normal quantile of ``confidence`` (1.96 for 0.95)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}.")
     return NormalDist().inv_cdf(0.5 + confidence / 2)
-
-
-def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` with NaN where ``den == 0`` (no warning)."""
-    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
-    out: np.ndarray = np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
-    return out
 
 
 def two_sided_p(z: np.ndarray) -> np.ndarray:
@@ -47,26 +42,12 @@ def wilson(successes: np.ndarray, trials: np.ndarray, *, z: float) -> tuple[np.n
     """
     x = np.asarray(successes, dtype=np.float64)
     n = np.asarray(trials, dtype=np.float64)
-    p = ratio(x, n)
-    z2n = ratio(np.full(n.shape, z * z), n)
+    p = safe_div(x, n)
+    z2n = safe_div(np.full(n.shape, z * z), n)
     denom = 1.0 + z2n
     centre = (p + z2n / 2.0) / denom
-    half = z / denom * np.sqrt(np.maximum(ratio(p * (1.0 - p), n) + z2n * z2n / (4.0 * z * z), 0.0))
+    half = z / denom * np.sqrt(np.maximum(safe_div(p * (1.0 - p), n) + z2n * z2n / (4.0 * z * z), 0.0))
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
-
-
-def two_proportion_p(x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray) -> np.ndarray:
-    """Pooled two-proportion z test (two-sided), per slice.
-
-    The vectorized form of :func:`service.workers.significance.two_proportion_z`:
-    NaN when a side has no rows; ``p = 1`` when the pooled proportion is 0 or 1.
-    """
-    x1, n1, x2, n2 = (np.asarray(a, dtype=np.float64) for a in (x1, n1, x2, n2))
-    pooled = ratio(x1 + x2, n1 + n2)
-    var = pooled * (1.0 - pooled) * (ratio(np.ones_like(n1), n1) + ratio(np.ones_like(n2), n2))
-    diff = ratio(x1, n1) - ratio(x2, n2)
-    p = two_sided_p(ratio(diff, np.sqrt(np.maximum(var, 0.0))))
-    return np.where(np.isfinite(diff) & (var <= 0), 1.0, p)
 
 
 def mean_and_variance(sums: np.ndarray, squares: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,8 +57,8 @@ def mean_and_variance(sums: np.ndarray, squares: np.ndarray, n: np.ndarray) -> t
     reported metric, so the one-pass formula's rounding (relative ``~1e-16 mean^2 / var``)
     does not matter.
     """
-    mean = ratio(sums, n)
-    var = ratio(np.maximum(squares - sums * mean, 0.0), np.asarray(n, dtype=np.float64) - 1.0)
+    mean = safe_div(sums, n)
+    var = safe_div(np.maximum(squares - sums * mean, 0.0), np.asarray(n, dtype=np.float64) - 1.0)
     return mean, np.where(np.asarray(n) >= 2, var, np.nan)
 
 
@@ -93,14 +74,14 @@ def unbiased_factor(count: np.ndarray) -> np.ndarray:
     :func:`service.workers.significance.score_influence` does per row.
     """
     c = np.asarray(count, dtype=np.float64)
-    return np.where(c >= 2, ratio(c, c - 1.0), 1.0)
+    return np.where(c >= 2, safe_div(c, c - 1.0), 1.0)
 
 
 def normal_p(difference: np.ndarray, se: np.ndarray) -> np.ndarray:
     """Two-sided p-value of ``difference / se``; a zero ``se`` gives 1 (no difference) or 0."""
     d = np.asarray(difference, dtype=np.float64)
     s = np.asarray(se, dtype=np.float64)
-    p = two_sided_p(ratio(d, s))
+    p = two_sided_p(safe_div(d, s))
     return np.where(np.isfinite(d) & (s == 0), np.where(d == 0, 1.0, 0.0), p)
 
 
@@ -112,7 +93,7 @@ def welch_p(
     With millions of rows the t distribution is the normal; with a few dozen the
     normal p-value is slightly optimistic (slices below ``min_support`` are never flagged).
     """
-    se = np.sqrt(ratio(var1, n1) + ratio(var2, n2))
+    se = np.sqrt(safe_div(var1, n1) + safe_div(var2, n2))
     return normal_p(np.asarray(mean1) - np.asarray(mean2), se)
 
 

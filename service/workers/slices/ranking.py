@@ -45,7 +45,8 @@ from functools import cached_property
 
 import numpy as np
 
-from service.workers.slices.inference import ratio, unbiased_factor
+from service.workers.metrics.arithmetic import safe_div
+from service.workers.slices.inference import unbiased_factor
 from service.workers.sorting import sort_floats
 
 
@@ -146,7 +147,7 @@ def hanley_mcneil_variance(auc: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray
     q1 = a / (2.0 - a)
     q2 = 2.0 * a * a / (1.0 + a)
     num = a * (1.0 - a) + (n_pos - 1.0) * (q1 - a * a) + (n_neg - 1.0) * (q2 - a * a)
-    return ratio(np.maximum(num, 0.0), n_pos * n_neg)
+    return safe_div(np.maximum(num, 0.0), n_pos * n_neg)
 
 
 def sliced_ranking(
@@ -218,7 +219,7 @@ def sliced_ranking(
         u01 = tp_loc - 0.5 * dtp  # positives above a negative of the run (ties half)
         u10 = (depth_loc - tp_loc) - 0.5 * dfp  # negatives above a positive of the run
         area = np.add.reduceat(dfp * u01, gstarts)
-        value = np.where(defined, ratio(area, pn), np.nan)
+        value = np.where(defined, safe_div(area, pn), np.nan)
         s01 = np.add.reduceat(dfp * u01 * u01, gstarts)
         s10 = np.add.reduceat(dtp * u10 * u10, gstarts)
         # sum_pos (V10 - A)^2 / P^2 + sum_neg (V01 - A)^2 / N^2, expanded (see module notes)
@@ -227,7 +228,7 @@ def sliced_ranking(
             s01 - n_neg * n_pos**2 * value**2
         ) * unbiased_factor(n_neg)
         out["auc"] = value
-        out["auc_var"] = np.where(defined, ratio(np.maximum(num, 0.0), pn * pn), np.nan)
+        out["auc_var"] = np.where(defined, safe_div(np.maximum(num, 0.0), pn * pn), np.nan)
         if r.placement is not None:
             involved = np.bincount(codes, weights=r.placement, minlength=g_count)
             out.update(_rest_auc(r, n_pos, n_neg, involved, area))
@@ -243,7 +244,7 @@ def sliced_ranking(
         precision = tp_loc / depth_loc
         step = dtp / depth_loc
         total = np.add.reduceat(dtp * precision, gstarts)
-        value = np.where(defined, ratio(total, n_pos), np.nan)
+        value = np.where(defined, safe_div(total, n_pos), np.nan)
         s1 = _suffix_sums(step, gstarts, gcount)
         step *= precision  # dTP TP / D^2
         s2 = _suffix_sums(step, gstarts, gcount)
@@ -259,7 +260,7 @@ def sliced_ranking(
         out["ap"] = value
         # the sample variance of the influence: over n - 1 rows
         unbiased = unbiased_factor(n_pos + n_neg)
-        out["ap_var"] = np.where(defined, ratio(np.maximum(num, 0.0), n_pos * n_pos) * unbiased, np.nan)
+        out["ap_var"] = np.where(defined, safe_div(np.maximum(num, 0.0), n_pos * n_pos) * unbiased, np.nan)
         if row_gradients:
             inv_p = _reciprocal(n_pos, gcount) * _root_factor(n_pos + n_neg, gcount)
             on_pos = (h - np.repeat(v, gcount)) * inv_p
@@ -330,7 +331,7 @@ def _distinct(
         tri_p = n_pos * (n_pos + 1.0)
         tri_n = n_neg * (n_neg + 1.0)
         area = np.add.reduceat(tp, starts) - tri_p / 2.0
-        value = np.where(defined, ratio(area, pn), np.nan)
+        value = np.where(defined, safe_div(area, pn), np.nan)
         if row_gradients:
             inv_p, inv_n = _reciprocal(n_pos, sizes), _reciprocal(n_neg, sizes)
             a_r = np.repeat(np.nan_to_num(value), sizes)
@@ -350,14 +351,14 @@ def _distinct(
             s01 - n_neg * n_pos**2 * value**2
         ) * unbiased_factor(n_neg)
         out["auc"] = value
-        out["auc_var"] = np.where(defined, ratio(np.maximum(num, 0.0), pn * pn), np.nan)
+        out["auc_var"] = np.where(defined, safe_div(np.maximum(num, 0.0), pn * pn), np.nan)
         if r.placement is not None:
             involved = np.bincount(codes, weights=r.placement, minlength=support.size)
             out.update(_rest_auc(r, n_pos, n_neg, involved, area))
     if ap:
         precision = np.divide(tp, depth, out=tp)  # TP / D (tp is not needed any more)
         np.multiply(precision, pos, out=tmp)
-        value = np.where(defined, ratio(np.add.reduceat(tmp, starts), n_pos), np.nan)
+        value = np.where(defined, safe_div(np.add.reduceat(tmp, starts), n_pos), np.nan)
         v = np.nan_to_num(value)
         s1 = np.divide(pos, depth, out=depth)  # [pos] / D
         s2 = np.multiply(s1, precision, out=tmp)  # [pos] TP / D^2
@@ -377,7 +378,9 @@ def _distinct(
         num = np.add.reduceat(g, starts)
         out["ap"] = value
         # the sample variance of the influence: over n - 1 rows
-        out["ap_var"] = np.where(defined, ratio(num, n_pos * n_pos) * unbiased_factor(n_pos + n_neg), np.nan)
+        out["ap_var"] = np.where(
+            defined, safe_div(num, n_pos * n_pos) * unbiased_factor(n_pos + n_neg), np.nan
+        )
     rows = r.desc[perm] if row_gradients else None
     return SlicedRanking(n_pos=n_pos, n_neg=n_neg, rows=rows, **out)
 
@@ -400,7 +403,7 @@ def _rest_auc(
     rest_pos = r.n_pos - n_pos
     rest_neg = r.n_neg - n_neg
     rest_pn = rest_pos * rest_neg
-    rest = np.where(rest_pn > 0, ratio(r.concordant - involved + area, rest_pn), np.nan)
+    rest = np.where(rest_pn > 0, safe_div(r.concordant - involved + area, rest_pn), np.nan)
     var = np.where(rest_pn > 0, hanley_mcneil_variance(rest, rest_pos, rest_neg), np.nan)
     return {"rest_auc": rest, "rest_auc_var": var}
 

@@ -7,10 +7,13 @@ bincounts and segment sums. :func:`slice_report` is the one-shot form.
 
 Which interval and which test, per metric
 -----------------------------------------
-Each entry: metric(s) -- interval -- test of the slice against the rest of the batch.
+Each entry: metric(s) -- interval -- test of the slice against the rest of the batch. The
+label metrics go by the registry's ``kind`` (:mod:`service.workers.metrics.registry`), so a
+registered metric of the confusion matrix gets the same treatment as the built-in ones.
 
-* accuracy, ``*_micro`` and binary precision / recall (proportions over their own
-  denominators) -- Wilson -- pooled two-proportion z.
+* ``proportion``: accuracy, ``*_micro`` and binary precision / recall (proportions over
+  their own denominators, the registry's successes and trials) -- Wilson -- pooled
+  two-proportion z.
 * The other label metrics (balanced_accuracy, f1, macro / weighted averages, mcc) --
   bootstrap percentile from one ``Multinomial(n_s, cells_s / n_s)`` draw of the
   slice's confusion cells per replicate, all slices in one call -- bootstrap z: the
@@ -29,7 +32,8 @@ Each entry: metric(s) -- interval -- test of the slice against the rest of the b
 
 Multiclass ``roc_auc``/``average_precision`` (macro one-vs-rest) sum the per-class
 per-row gradients before squaring; the rest's macro AUC variance treats the
-classes as independent. Intervals are clipped to the metric's range.
+classes as independent. Intervals are clipped to the metric's range (the registry's
+``bounds``).
 
 Which classes are averaged (``labels``)
 ---------------------------------------
@@ -71,15 +75,15 @@ from service.workers.metrics import (
     confusion_metric_values,
     validate_metric_names,
 )
+from service.workers.metrics.arithmetic import safe_div
 from service.workers.multiple_testing import benjamini_hochberg
+from service.workers.significance.counts import two_proportion_z_test
 from service.workers.slices.codes import GroupCodes, group_codes
 from service.workers.slices.inference import (
     mean_and_variance,
     normal_interval,
     normal_p,
     percentiles,
-    ratio,
-    two_proportion_p,
     unbiased_factor,
     welch_p,
     wilson,
@@ -94,8 +98,6 @@ GroupColumn = tuple[str, np.ndarray, Sequence[Any]]
 MINORITY_SHARE = 0.05
 # keep one multinomial draw block near this many cells (replicates x slices x K^2)
 _DRAW_BLOCK_CELLS = 4_000_000
-# metrics bounded to [0, 1]: their intervals are clipped there
-_UNIT = frozenset({"roc_auc", "average_precision"})
 
 
 @dataclass
@@ -313,16 +315,20 @@ def _stacked(values: list[np.ndarray | None]) -> np.ndarray:
 def _proportion_parts(
     name: str, cm: np.ndarray, positive: int | None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(successes, trials) of a label metric that is a proportion of rows, else None."""
-    trace = np.trace(cm, axis1=-2, axis2=-1).astype(np.float64)
-    total = cm.sum(axis=(-2, -1)).astype(np.float64)
-    if name in ("accuracy", "precision_micro", "recall_micro", "f1_micro"):
-        return trace, total
-    if positive is not None and name == "precision":
-        return cm[..., positive, positive].astype(np.float64), cm[..., :, positive].sum(axis=-1).astype(float)
-    if positive is not None and name == "recall":
-        return cm[..., positive, positive].astype(np.float64), cm[..., positive, :].sum(axis=-1).astype(float)
-    return None
+    """(successes, trials) of a label metric that the registry calls a proportion of rows, else None."""
+    info = METRICS[name]
+    if info.kind != "proportion" or info.proportion is None:
+        return None
+    return info.proportion(cm, positive)
+
+
+def _clip_to_bounds(out: dict[str, _Columns]) -> None:
+    """Clip every interval to its metric's range (the registry's ``bounds``): a normal interval of
+    a loss does not go below 0, one of a ROC AUC not above 1."""
+    for name, col in out.items():
+        low, high = METRICS[name].bounds
+        col.low = np.clip(col.low, low, high)
+        col.high = np.clip(col.high, low, high)
 
 
 class SliceEvaluator:
@@ -439,7 +445,8 @@ class SliceEvaluator:
         self._cells = yt * k + yp
         self._label_names = [m for m in self.names if METRICS[m].source == "confusion"]
         score_names = [m for m in self.names if METRICS[m].source == "scores"]
-        loss_names = [m for m in score_names if m in ("log_loss", "brier_score")]
+        # means of per-row losses; the ranked metrics (ROC AUC, average precision) need a sort
+        loss_names = [m for m in score_names if not METRICS[m].ranked]
         if loss_names:
             assert scores is not None  # validate_metric_names
             rows = ScoreStatistics(
@@ -546,6 +553,7 @@ class SliceEvaluator:
             # misclassified rows: a 0/1 error per row, so its squares sum to the same count
             errors = (support - np.trace(cm, axis1=1, axis2=2)).astype(np.float64)
             squares = errors
+        _clip_to_bounds(values)
         return self._assemble(names, conditions, support, values, errors, squares)
 
     def _bootstrap_subset(
@@ -613,10 +621,10 @@ class SliceEvaluator:
                     assert rest_parts is not None  # None or not by the name and positive only
                     rx, rn = rest_parts
                     col.low, col.high = wilson(x, trials, z=self._z)
-                    col.p = two_proportion_p(x, trials, rx, rn)
+                    _, col.p = two_proportion_z_test(x, trials, rx, rn)
                 out[name] = col
         for name, (rows, squares) in self._losses.items():
-            out[name] = self._mean_columns(codes, support, rows, squares, lower=0.0)
+            out[name] = self._mean_columns(codes, support, rows, squares)
         if self._rankings:
             out.update(self._ranking_columns(gc, codes, support))
         return out, boot
@@ -641,8 +649,8 @@ class SliceEvaluator:
         n_s = flat.sum(axis=1)
         n_r = rest.sum(axis=1)
         uniform = np.full(cells, 1.0 / cells)
-        p_s = np.where(n_s[:, None] > 0, ratio(flat, n_s[:, None]), uniform)
-        p_r = np.where(n_r[:, None] > 0, ratio(rest, n_r[:, None]), uniform)
+        p_s = np.where(n_s[:, None] > 0, safe_div(flat, n_s[:, None]), uniform)
+        p_r = np.where(n_r[:, None] > 0, safe_div(rest, n_r[:, None]), uniform)
         q = ((1 - self.confidence) / 2, 1 - (1 - self.confidence) / 2)
         block = max(1, _DRAW_BLOCK_CELLS // max(1, b * cells))
         for lo in range(0, g, block):
@@ -671,28 +679,26 @@ class SliceEvaluator:
         rows: np.ndarray,
         squares: np.ndarray,
         *,
-        lower: float | None,
         root: bool = False,
     ) -> _Columns:
-        """A metric that is the mean of per-row values (or its square root, ``root``)."""
+        """A metric that is the mean of per-row values (or its square root, ``root``); the interval
+        is clipped to the metric's bounds afterwards (:func:`_clip_to_bounds`)."""
         g = support.size
         sums = np.bincount(codes, weights=rows, minlength=g)
         sq = np.bincount(codes, weights=squares, minlength=g)
         mean, var = mean_and_variance(sums, sq, support)
         rest_n = self.n - support
         rest_mean, rest_var = mean_and_variance(sums.sum() - sums, sq.sum() - sq, rest_n)
-        se = np.sqrt(ratio(var, support))
+        se = np.sqrt(safe_div(var, support))
         col = _Columns.of(np.sqrt(mean) if root else mean)
         if root:
             col.rest = np.sqrt(rest_mean)
             # delta method: se(sqrt(m)) = se(m) / (2 sqrt(m)); a slice without error is a point
-            rse = np.where(mean > 0, ratio(se, 2.0 * col.value), np.where(np.isfinite(se), 0.0, np.nan))
+            rse = np.where(mean > 0, safe_div(se, 2.0 * col.value), np.where(np.isfinite(se), 0.0, np.nan))
             col.low, col.high = normal_interval(col.value, rse, z=self._z)
         else:
             col.rest = rest_mean
             col.low, col.high = normal_interval(mean, se, z=self._z)
-        if lower is not None:
-            col.low = np.maximum(col.low, lower)
         col.p = welch_p(mean, var, support, rest_mean, rest_var, rest_n)
         return col
 
@@ -737,7 +743,7 @@ class SliceEvaluator:
                 rest_aucs = _stacked([s.rest_auc for s in per_class])
                 col.rest, rest_counted = _macro_ranking_values(rest_aucs, "roc_auc", labels=self.labels)
                 rest_vars = _stacked([s.rest_auc_var for s in per_class])
-                rest_var = ratio(
+                rest_var = safe_div(
                     np.where(rest_counted, rest_vars, 0.0).sum(axis=0), rest_counted.sum(axis=0) ** 2
                 )
                 col.p = normal_p(value - col.rest, np.sqrt(var + rest_var))
@@ -749,9 +755,6 @@ class SliceEvaluator:
                 col = _Columns.of(value)
                 col.low, col.high = normal_interval(value, np.sqrt(var), z=self._z)
                 out["average_precision"] = col
-        for name in _UNIT & out.keys():
-            out[name].low = np.clip(out[name].low, 0.0, 1.0)
-            out[name].high = np.clip(out[name].high, 0.0, 1.0)
         return out
 
     def _macro_variance(
@@ -775,7 +778,7 @@ class SliceEvaluator:
             if not every:
                 scattered *= counted[c][codes]
             acc += scattered
-        acc *= ratio(np.ones(g), counted.sum(axis=0))[codes]
+        acc *= safe_div(np.ones(g), counted.sum(axis=0))[codes]
         return np.bincount(codes, weights=acc * acc, minlength=g)
 
     # regression --------------------------------------------------------------
@@ -787,11 +790,11 @@ class SliceEvaluator:
         g = support.size
         names = set(self.names)
         if "mae" in names:
-            out["mae"] = self._mean_columns(codes, support, self._abs, self._sq, lower=0.0)
+            out["mae"] = self._mean_columns(codes, support, self._abs, self._sq)
         if "mape" in names:
-            out["mape"] = self._mean_columns(codes, support, self._ape, self._ape * self._ape, lower=0.0)
+            out["mape"] = self._mean_columns(codes, support, self._ape, self._ape * self._ape)
         if "rmse" in names:
-            out["rmse"] = self._mean_columns(codes, support, self._sq, self._sq2, lower=0.0, root=True)
+            out["rmse"] = self._mean_columns(codes, support, self._sq, self._sq2, root=True)
         if "r2" in names:
             out["r2"] = self._r2_columns(codes, support)
         if names & {"median_ae", "max_error"}:
@@ -818,7 +821,7 @@ class SliceEvaluator:
     def _r2_columns(self, codes: np.ndarray, support: np.ndarray) -> _Columns:
         g = support.size
         y = self._y
-        mean = ratio(np.bincount(codes, weights=y, minlength=g), support)
+        mean = safe_div(np.bincount(codes, weights=y, minlength=g), support)
         d = y - mean[codes]
         d2 = d * d
         sst = np.bincount(codes, weights=d2, minlength=g)
@@ -827,21 +830,20 @@ class SliceEvaluator:
         ref = np.empty(g)
         ref[codes] = y
         varying = np.bincount(codes, weights=(y != ref[codes]), minlength=g) > 0
-        value = np.where(varying, 1.0 - ratio(ssr, sst), np.nan)
+        value = np.where(varying, 1.0 - safe_div(ssr, sst), np.nan)
         # delta method: g_i = (-(e_i^2 - MSE) + (MSE/V)(d_i^2 - V)) / (n V)
         e4 = np.bincount(codes, weights=self._sq2, minlength=g)
         d4 = np.bincount(codes, weights=d2 * d2, minlength=g)
         e2d2 = np.bincount(codes, weights=self._sq * d2, minlength=g)
         n = support.astype(np.float64)
-        mse = ratio(ssr, n)
-        v = ratio(sst, n)
-        c = ratio(mse, v)
+        mse = safe_div(ssr, n)
+        v = safe_div(sst, n)
+        c = safe_div(mse, v)
         num = (e4 - n * mse * mse) - 2.0 * c * (e2d2 - n * mse * v) + c * c * (d4 - n * v * v)
         # the sample variance of the influence function: over n - 1 rows
-        var = ratio(np.maximum(num, 0.0), (n * v) ** 2) * unbiased_factor(n)
+        var = safe_div(np.maximum(num, 0.0), (n * v) ** 2) * unbiased_factor(n)
         col = _Columns.of(value)
         col.low, col.high = normal_interval(value, np.where(varying, np.sqrt(var), np.nan), z=self._z)
-        col.high = np.minimum(col.high, 1.0)
         return col
 
     def _median_interval(
@@ -948,7 +950,7 @@ def _macro_ranking_values(
     count = defined.sum(axis=0)
     if labels == "present":
         counted = defined
-        value = ratio(np.where(defined, per_class, 0.0).sum(axis=0), count)
+        value = safe_div(np.where(defined, per_class, 0.0).sum(axis=0), count)
     else:
         counted = np.ones_like(defined)
         if name == "roc_auc":
@@ -963,9 +965,9 @@ def _replicate_sd(d: np.ndarray) -> np.ndarray:
     ok = ~np.isnan(d)
     cnt = ok.sum(axis=0)
     x = np.where(ok, d, 0.0)
-    mean = ratio(x.sum(axis=0), cnt)
+    mean = safe_div(x.sum(axis=0), cnt)
     dev = np.where(ok, d - mean, 0.0)
-    var = ratio((dev * dev).sum(axis=0), cnt - 1.0)
+    var = safe_div((dev * dev).sum(axis=0), cnt - 1.0)
     return np.where(2 * cnt >= d.shape[0], np.sqrt(var), np.nan)
 
 

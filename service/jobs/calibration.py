@@ -1,18 +1,18 @@
-"""The calibration and confidence sections of one evaluation (arrays in, result models out)."""
+"""The calibration section of one evaluation: can the scores be read as probabilities?
+
+The labels and scores the job decoded go to the pure calibration worker; a ``miscalibrated``
+finding comes back when the expected calibration error exceeds the request's tolerance.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from schemas.calibration import CalibrationResult, ConfidenceRequest, ConfidenceResult
+from schemas.calibration import CalibrationResult
 from schemas.evaluations import EvaluationCreate
 from schemas.results import Finding
-from service.ingest.canonical import LABEL, LOWER, UPPER
 from service.store.records import BatchRecord
 from service.workers import calibration as calibration_worker
-from service.workers import confidence as confidence_worker
 
 
 def run_calibration(
@@ -57,26 +57,3 @@ def run_calibration(
             )
         )
     return result, findings
-
-
-def run_confidence(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    scores: np.ndarray | None,
-    spec: ConfidenceRequest,
-) -> ConfidenceResult:
-    assert scores is not None
-    return confidence_worker.confidence_report(
-        y_true, y_pred, scores, bins=spec.bins, target_accuracy=spec.target_accuracy, level=spec.level
-    )
-
-
-def regression_confidence(table: pa.Table, spec: ConfidenceRequest) -> ConfidenceResult:
-    """Empirical coverage and width of the batch's prediction intervals, on labeled rows."""
-    labeled = table.filter(pc.is_valid(table.column(LABEL)))
-    coverage = confidence_worker.interval_coverage(
-        labeled.column(LABEL).to_numpy().astype(np.float64),
-        labeled.column(LOWER).to_numpy().astype(np.float64),
-        labeled.column(UPPER).to_numpy().astype(np.float64),
-    )
-    return ConfidenceResult(level=spec.level, prediction_intervals=coverage)
