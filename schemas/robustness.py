@@ -46,7 +46,13 @@ class Endpoint(WireModel):
     batch_size: int = Field(default=64, ge=1, le=10_000, description="Instances per call.")
     concurrency: int = Field(default=4, ge=1, le=64)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300, allow_inf_nan=False)
-    retries: int = Field(default=3, ge=0, le=10, description="Retries on 5xx and timeouts, with backoff.")
+    retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries on no answer, 429 and 5xx, with jittered backoff "
+        "(Retry-After honoured up to 30 s).",
+    )
 
     @field_validator("headers")
     @classmethod
