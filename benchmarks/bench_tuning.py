@@ -56,14 +56,9 @@ VARIANTS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "panel, numpy argsort": ("panel", ("numpy_sort",)),
         "panel, no id digests": ("panel", ("no_digests",)),
         "panel, 1 job thread": ("panel", ("one_thread",)),
-        "panel, no panel BLAS limit": ("panel", ("no_panel_limit",)),
     },
     "no_mallopt": {"plain": ("plain", ()), "panel": ("panel", ())},
-    "no_blas_limit": {
-        "plain": ("plain", ()),
-        "panel": ("panel", ()),
-        "panel, no panel BLAS limit": ("panel", ("no_panel_limit",)),
-    },
+    "no_blas_limit": {"plain": ("plain", ()), "panel": ("panel", ())},
 }
 Sample = tuple[float, float, int]  # wall seconds, CPU seconds (all threads), minor page faults
 
@@ -101,10 +96,6 @@ def _patched(toggles: tuple[str, ...], store: object) -> Iterator[None]:
             files = store.files  # type: ignore[attr-defined]
             footer = files.footer
             patch(files, "footer", lambda path: (footer(path)[0], None))  # as files written without
-        if "no_panel_limit" in toggles:
-            from threadpoolctl import ThreadpoolController
-
-            patch(ThreadpoolController, "limit", lambda self, **_: contextlib.nullcontext())
         yield
 
 
@@ -252,12 +243,6 @@ def main() -> None:
             rows.append(
                 (f"one BLAS thread per process: {job} job, {what}", _best(w[job], i), "without",
                  _best(nb[job], i))
-            )  # fmt: skip
-    for process, s in (("worker process", w), ("process not limited", nb)):
-        for what, i in (("wall", wall), ("CPU", cpu)):
-            rows.append(
-                (f"panel's BLAS limit, {process}: panel job, {what}", _best(s["panel"], i),
-                 "without", _best(s["panel, no panel BLAS limit"], i))
             )  # fmt: skip
     for what, i in (("wall", wall), ("CPU", cpu)):
         rows.append(

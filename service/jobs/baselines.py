@@ -4,7 +4,6 @@ sample_id, and hand the arrays to the pure baselines worker, in the job's thread
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -13,7 +12,6 @@ from typing import TypedDict, TypeVar
 
 import numpy as np
 import pyarrow as pa
-from threadpoolctl import ThreadpoolController
 
 from schemas.baselines import BaselineResult, Heuristic, Pairing
 from schemas.evaluations import EvaluationCreate
@@ -139,12 +137,6 @@ class ComparisonSetup:
         }
 
 
-@functools.cache
-def _native_pools() -> ThreadpoolController:
-    """The process's native thread pools (BLAS, OpenMP), inspected once."""
-    return ThreadpoolController()
-
-
 @dataclass(frozen=True)
 class _Prepared:
     """A baseline side ready to compare: what could be built without the model's own statistics."""
@@ -219,11 +211,9 @@ class BaselineRunner:
         self._others = others + [_Other(e.batch_id, "existing", e.name) for e in spec.existing]
         records = {o.batch_id: store.batch(o.batch_id) for o in self._others}
         self._same_ids = {i: _same_ids_as_model(store, batch, r) for i, r in records.items()}
-        self._stack = contextlib.ExitStack()
-        if self._threads > 1:
-            # OpenBLAS' own threads (dot products) spin while they wait for work and would take
-            # the cores our threads run on: one BLAS thread while the baselines compute in parallel
-            self._stack.enter_context(_native_pools().limit(limits=1, user_api="blas"))
+        # Two threads: the full-panel job takes 0.58-0.69x the wall time of one thread for
+        # 0.93-1.08x the CPU (benchmarks/bench_tuning.py). BLAS is already single-threaded in
+        # worker processes (service/tuning.py), so the pool's threads have the cores to themselves.
         self._pool: Executor = (
             ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="yardstick-baselines")
             if self._threads > 1
@@ -292,7 +282,6 @@ class BaselineRunner:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
-        self._stack.close()
 
     def run(
         self,
