@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from schemas.batches import BatchCreate, LabelUpdate
 from schemas.problems import Problem
@@ -34,6 +35,32 @@ def _use_returning_allocator() -> None:
     # A pyarrow build without jemalloc raises NotImplementedError: then keep the default.
     with contextlib.suppress(NotImplementedError):
         pa.set_memory_pool(pa.jemalloc_memory_pool())
+
+
+#: Operation ids as generated clients name their methods: ``<resource>-<action>``.
+OPERATION_IDS = {
+    "list_batches": "batches-list",
+    "create_batch": "batches-create",
+    "get_batch": "batches-get",
+    "delete_batch": "batches-delete",
+    "put_labels": "batches-put-labels",
+    "list_rows": "batches-list-rows",
+    "create_evaluation": "evaluations-create",
+    "list_jobs": "jobs-list",
+    "get_job": "jobs-get",
+    "cancel_job": "jobs-cancel",
+    "get_result": "jobs-get-result",
+    "healthz": "health-live",
+    "readyz": "health-ready",
+    "prometheus": "metrics-prometheus",
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's readable operation id (``batches-create``, not FastAPI's
+    ``create_batch_v1_batches_post``); a route not in :data:`OPERATION_IDS` gets its name with
+    dashes (tests/api/test_contract.py checks that every route of the contract is listed)."""
+    return OPERATION_IDS.get(route.name, route.name.replace("_", "-"))
 
 
 def create_app(settings: Settings | None = None, *, embedded_workers: bool = False) -> FastAPI:
@@ -64,6 +91,7 @@ def create_app(settings: Settings | None = None, *, embedded_workers: bool = Fal
         version=VERSION,
         summary="Judge every model version the same, thorough way before it ships.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.store = store

@@ -376,3 +376,14 @@ async def test_an_unexpected_error_is_a_500_problem_that_closes_the_connection(a
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.headers["connection"] == "close"
     assert "a bug" not in response.text
+
+
+def test_operation_ids_read_as_resource_and_action(app: FastAPI) -> None:
+    ids = [op["operationId"] for path in app.openapi()["paths"].values() for op in path.values()]
+    from service.app import OPERATION_IDS
+
+    assert len(ids) == len(set(ids)) == 14
+    assert set(ids) == set(OPERATION_IDS.values())  # every route of the contract is named
+    assert "batches-create" in ids and "jobs-get-result" in ids
+    for operation_id in ids:
+        assert re.fullmatch(r"[a-z]+(-[a-z]+)+", operation_id), operation_id
