@@ -49,3 +49,9 @@ def settings(tmp_path: Path) -> Settings:
         poll_seconds=0.05,
         api_keys=[],
     )
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio, as the service does."""
+    return "asyncio"

@@ -13,11 +13,6 @@ from service.settings import Settings
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def app(settings: Settings) -> FastAPI:
     return create_app(settings)
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.model_server import ModelServer
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -122,3 +124,10 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[ModelServer]:
+    """A real KServe-style model server on loopback (tests/integration/model_server.py)."""
+    with ModelServer() as server:
+        yield server

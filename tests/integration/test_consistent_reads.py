@@ -37,11 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 N = 300
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class GatedModel:
     """A KServe v1 model server (score = amount / 1000) that holds every answer until released."""
 

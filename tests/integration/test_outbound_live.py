@@ -34,11 +34,6 @@ pytestmark = pytest.mark.integration
 BIG = 2 * 1024 * 1024
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Loopback:
     port: int

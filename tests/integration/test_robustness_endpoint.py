@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,6 @@ from tests.integration.model_server import ModelServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 N = 200
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def model_server() -> Iterator[ModelServer]:
-    with ModelServer() as server:
-        yield server
 
 
 def make_app(tmp_path: Path, allow: list[str]) -> FastAPI:

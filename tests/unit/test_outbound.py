@@ -31,11 +31,6 @@ from service.settings import Settings
 NO_ALLOW = OutboundPolicy()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # --- the policy ------------------------------------------------------------------------------
 
 REFUSED_URLS = [

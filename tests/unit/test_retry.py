@@ -22,11 +22,6 @@ from service.integrations.retry import (
 from service.integrations.webhooks import DEADLINE_SECONDS, RETRY_SECONDS, CallbackDispatcher
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def failed(status: int | None, retry_after: float | None = None) -> OutboundError:
     return OutboundError(f"answered {status}", host="h", status=status, retry_after=retry_after)
 
