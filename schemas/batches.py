@@ -36,7 +36,7 @@ class DerivedPrediction(WireModel):
     rows: int = Field(description="Rows whose prediction was missing and was derived.")
 
 
-ColumnRole = Literal["sample_id", "label", "prediction", "score", "interval", "feature"]
+ColumnRole = Literal["sample_id", "label", "prediction", "score", "interval", "latency", "feature"]
 
 
 class Column(WireModel):

@@ -11,6 +11,7 @@ from schemas.calibration import CalibrationRequest, ConfidenceRequest
 from schemas.common import ResourceId, Seed, WireModel
 from schemas.gates import Gate
 from schemas.robustness import RobustnessRequest
+from schemas.runs import MlflowExport
 from schemas.slices import SlicesRequest
 
 
@@ -68,4 +69,14 @@ class EvaluationCreate(WireModel):
         default=None,
         max_length=2000,
         description="Notified with a POST (job id, status, gates_passed, result_url) when the job ends.",
+    )
+    mlflow: MlflowExport | None = Field(
+        default=None,
+        description="Log the evaluation to an MLflow tracking server when it has its result: metrics with "
+        "interval bounds, the request as params, the result and the report as artifacts, tags linking back.",
+    )
+    run_id: ResourceId | None = Field(
+        default=None,
+        description="The tracking run (`POST /v1/runs`) this evaluation belongs to: the run lists it in "
+        "`evaluations`.",
     )

@@ -19,6 +19,12 @@ from schemas.metrics import Interval
 Use = Literal["value", "lower_bound", "upper_bound"]
 
 SECTION_FIGURES: dict[str, str] = {
+    "latency.p50": "Median inference latency, ms (a batch with a `latency_ms` column).",
+    "latency.p90": "90th percentile of the inference latency, ms.",
+    "latency.p99": "99th percentile of the inference latency, ms.",
+    "latency.max": "Largest inference latency, ms.",
+    "latency.mean": "Mean inference latency, ms.",
+    "latency.throughput_per_second": "Rows per second of one stream: 1000 / mean latency.",
     "calibration.ece": "Expected calibration error (has an interval: `calibration.ece_interval`).",
     "calibration.mce": "Maximum calibration error over the bins.",
     "calibration.adaptive_ece": "ECE over equal-count bins.",

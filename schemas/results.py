@@ -12,8 +12,10 @@ from schemas.batches import Task
 from schemas.calibration import CalibrationResult, ConfidenceResult
 from schemas.common import ModelRef, WireModel
 from schemas.gates import GateReport
+from schemas.latency import JobStats, LatencyResult
 from schemas.metrics import ClassMetrics, ConfusionMatrix, Interval
 from schemas.robustness import RobustnessResult
+from schemas.runs import MlflowExported
 from schemas.slices import SlicesResult
 
 
@@ -68,6 +70,36 @@ class Threshold(WireModel):
     derived_rows: int = Field(description="Rows whose prediction was derived from the score with it.")
 
 
+class RocCurve(WireModel):
+    """Points of scikit-learn's ``roc_curve`` (its corners, at most ~200), in its order (fpr increasing)."""
+
+    fpr: list[float]
+    tpr: list[float]
+    threshold: list[float | None] = Field(
+        description="Score at or above which rows are predicted positive; null for the first point "
+        "(0, 0), above every score (scikit-learn's inf)."
+    )
+
+
+class PrecisionRecallCurve(WireModel):
+    """Points of scikit-learn's ``precision_recall_curve`` (its corners, at most ~200), in its order
+    (recall decreasing, ending at recall 0, precision 1)."""
+
+    recall: list[float]
+    precision: list[float]
+    threshold: list[float | None] = Field(description="As in `roc`; null for the last point.")
+
+
+class Curves(WireModel):
+    """Binary with scores: the curves behind ``roc_auc`` and ``average_precision``, for plotting.
+
+    Corners only (straight stretches dropped, as scikit-learn's ``drop_intermediate``), then at most
+    ~200 points spread evenly along the curve; both ends kept."""
+
+    roc: RocCurve
+    precision_recall: PrecisionRecallCurve
+
+
 class EvaluationResult(WireModel):
     job_id: str
     batch_id: str
@@ -87,6 +119,9 @@ class EvaluationResult(WireModel):
     intervals: dict[str, Interval] = Field(default_factory=dict)
     per_class: dict[str, ClassMetrics] | None = None
     confusion_matrix: ConfusionMatrix | None = None
+    curves: Curves | None = Field(
+        default=None, description="Binary with scores and both classes labeled: ROC and precision-recall."
+    )
     baselines: list[BaselineResult] = Field(default_factory=list)
     calibration: CalibrationResult | None = None
     confidence: ConfidenceResult | None = None
@@ -96,6 +131,13 @@ class EvaluationResult(WireModel):
     findings: list[Finding] = Field(default_factory=list, description="By rank: 1 = read first.")
     findings_omitted: int = Field(default=0, description="Findings left out by `findings.max`.")
     gates: GateReport = Field(default_factory=lambda: GateReport(passed=True))
+    latency: LatencyResult | None = Field(
+        default=None, description="Inference latency, when the batch has a `latency_ms` column."
+    )
+    job: JobStats | None = Field(default=None, description="What computing this result cost.")
+    mlflow: MlflowExported | None = Field(
+        default=None, description="Where the evaluation was logged in MLflow (the request's `mlflow`)."
+    )
     errors: dict[str, SectionError] = Field(
         default_factory=dict,
         description="Sections that could not finish, by name; the job succeeds with every other section.",

@@ -16,7 +16,8 @@ from fastapi.routing import APIRoute
 
 from schemas.batches import BatchCreate, LabelUpdate
 from schemas.problems import Problem
-from service.api import batches, evaluations, health, jobs
+from schemas.runs import MetricLog
+from service.api import batches, docs, evaluations, health, jobs, models, reports, runs
 from service.api.deps import require_api_key
 from service.api.problems import install_problem_handlers
 from service.jobs.pool import WorkerPool
@@ -29,7 +30,7 @@ VERSION = "0.1.0"
 
 def _use_returning_allocator() -> None:
     """Arrow's jemalloc pool hands freed memory back sooner than the default mimalloc,
-    which keeps the API's peak memory per upload lower (see the README benchmarks)."""
+    which keeps the API's peak memory per upload lower (see docs/benchmarks.md)."""
     if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
         return  # an explicit operator choice wins
     # A pyarrow build without jemalloc raises NotImplementedError: then keep the default.
@@ -50,9 +51,22 @@ OPERATION_IDS = {
     "get_job": "jobs-get",
     "cancel_job": "jobs-cancel",
     "get_result": "jobs-get-result",
+    "get_report": "jobs-get-report",
     "healthz": "health-live",
     "readyz": "health-ready",
     "prometheus": "metrics-prometheus",
+    "create_run": "runs-create",
+    "list_runs": "runs-list",
+    "get_run": "runs-get",
+    "update_run": "runs-update",
+    "compare": "runs-compare",
+    "log_metrics": "runs-log-metrics",
+    "get_metrics": "runs-get-metrics",
+    "get_params": "runs-get-params",
+    "list_models": "models-list",
+    "get_model_page": "ui-model-page",
+    "import_run": "runs-import",
+    "get_model_history": "models-get-history",
 }
 
 
@@ -92,6 +106,9 @@ def create_app(settings: Settings | None = None, *, embedded_workers: bool = Fal
         summary="Judge every model version the same, thorough way before it ships.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # served by service/api/docs.py from an installed package, not from a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -100,9 +117,11 @@ def create_app(settings: Settings | None = None, *, embedded_workers: bool = Fal
 
     install_problem_handlers(app)
     authed = [Depends(require_api_key)]
-    for router in (batches.router, evaluations.router, jobs.router):
+    routers = (batches.router, evaluations.router, jobs.router, reports.router, models.router, runs.router)
+    for router in routers:
         app.include_router(router, dependencies=authed)
     app.include_router(health.router)
+    app.include_router(docs.router)
 
     @app.middleware("http")
     async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -147,7 +166,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (BatchCreate, LabelUpdate, Problem):
+    for model in (BatchCreate, LabelUpdate, MetricLog, Problem):
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(model_schema.pop("$defs", {}))
         components[model.__name__] = model_schema

@@ -15,6 +15,7 @@ class resolved. Column layout (fixed, other modules rely on it):
 ``score__<class>`` multiclass only, optional: one float64 column per class, in ``classes`` order,
                    each row summing to 1 within 1e-6
 ``lower``/``upper`` regression only, optional: float64 prediction-interval bounds
+``latency_ms``     optional: float64 inference latency of the row in milliseconds, >= 0, nullable
 everything else    feature / slice / metadata columns, kept with their Arrow types
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "DERIVED_ROWS_KEY",
     "DERIVED_THRESHOLD_KEY",
     "LABEL",
+    "LATENCY",
     "LOWER",
     "PREDICTION",
     "RESERVED_COLUMNS",
@@ -60,6 +62,7 @@ LABEL = "label"
 PREDICTION = "prediction"
 SCORE = "score"
 SCORE_PREFIX = "score__"
+LATENCY = "latency_ms"
 LOWER = "lower"
 UPPER = "upper"
 #: binary predictions missing from a batch are ``score >= threshold``, by default this one
@@ -134,6 +137,8 @@ def describe_columns(schema: pa.Schema) -> list[Column]:
                 role = "score"
             elif fld.name in (LOWER, UPPER):
                 role = "interval"
+            elif fld.name == LATENCY:
+                role = "latency"
             else:
                 role = "feature"
         metadata = fld.metadata or {}

@@ -1,4 +1,5 @@
-"""``yardstick demo``: the whole flow against a running service, in a minute."""
+"""``yardstick demo``: the whole flow against a running service, in a minute, through the Python
+client (:mod:`yardstick`), as a pipeline would run it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import sys
 import time
 from typing import Any
 
-import httpx
 import numpy as np
+import pyarrow as pa
+
+from yardstick import Client, RetryPolicy, YardstickError
+from yardstick.errors import ServiceUnreachable
+from yardstick.verdict import EXIT_ERROR, exit_status, gate_lines, verdict_lines
 
 
 def demo_columns(rows: int, *, seed: int) -> dict[str, list[Any]]:
@@ -31,90 +36,54 @@ def demo_columns(rows: int, *, seed: int) -> dict[str, list[Any]]:
     }
 
 
-def _fail(response: httpx.Response) -> int:
-    print(f"error {response.status_code}: {response.text}", file=sys.stderr)
-    return 1
-
-
-#: the exit status when the evaluation ran but a gate failed (a CI step should stop the release)
-GATE_FAILED = 2
+def demo_request(*, seed: int, min_roc_auc: float) -> dict[str, Any]:
+    """Every section, so that the demo's output shows what an evaluation reads."""
+    return {
+        "bootstrap": {"samples": 200, "confidence": 0.95, "seed": seed},
+        "gates": [
+            {"metric": "roc_auc", "min": min_roc_auc, "use": "lower_bound"},
+            {"metric": "log_loss", "max": 0.6},
+            {"metric": "accuracy", "vs": "zero_rule"},
+        ],
+        "baselines": {"random_prior": True, "zero_rule": True},
+        "calibration": {"bins": 10, "recalibrate": ["isotonic"]},
+        "confidence": {"target_accuracy": 0.8},
+        "slices": {"columns": ["country"], "finder": {"max_conditions": 2, "top_k": 3}},
+    }
 
 
 def run_demo(url: str, *, rows: int, api_key: str | None, seed: int, min_roc_auc: float = 0.7) -> int:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-        try:
-            client.get("/healthz").raise_for_status()
-        except httpx.HTTPError as exc:
-            print(f"no Yardstick service at {url} ({exc}); start one with `yardstick serve`", file=sys.stderr)
-            return 1
-        body = {
-            "model": {"name": "demo-fraud", "version": "1"},
-            "task": "binary",
-            "positive_class": 1,
-            "columns": demo_columns(rows, seed=seed),
-        }
-        started = time.perf_counter()
-        created = client.post("/v1/batches", json=body)
-        if created.status_code != 201:
-            return _fail(created)
-        batch = created.json()
-        print(f"batch {batch['id']}: {batch['rows']} rows posted in {time.perf_counter() - started:.2f}s")
-        request = {
-            "batch_id": batch["id"],
-            "bootstrap": {"samples": 200, "confidence": 0.95, "seed": seed},
-            "gates": [
-                {"metric": "roc_auc", "min": min_roc_auc, "use": "lower_bound"},
-                {"metric": "log_loss", "max": 0.6},
-                {"metric": "accuracy", "vs": "zero_rule"},
-            ],
-            "baselines": {"random_prior": True, "zero_rule": True},
-            "calibration": {"bins": 10, "recalibrate": ["isotonic"]},
-            "confidence": {"target_accuracy": 0.8},
-            "slices": {"columns": ["country"], "finder": {"max_conditions": 2, "top_k": 3}},
-        }
-        queued = client.post("/v1/evaluations", json=request)
-        if queued.status_code != 202:
-            return _fail(queued)
-        job_url = queued.headers["location"]
-        deadline = time.monotonic() + 300
-        while True:
-            job = client.get(job_url).json()
-            print(f"\rjob {job['id']}: {job['status']:<9} {job['progress'] * 100:5.1f}%", end="", flush=True)
-            if job["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        print()
-        if job["status"] != "succeeded":
-            print(f"job ended {job['status']}: {job.get('error')}", file=sys.stderr)
-            return 1
-        result = client.get(f"{job_url}/result").json()
-    print(format_summary(result))
-    return 0 if result["gates"]["passed"] else GATE_FAILED
+    """Post, evaluate, wait, print the verdict first; exit 0 pass or warn, 1 fail, 2 error.
 
-
-def format_verdict(result: dict[str, Any]) -> list[str]:
-    """The verdict first: status, primary metric with its interval, and the reasons in order."""
-    verdict = result.get("verdict")
-    if not verdict:
-        return []
-    primary = verdict["primary_metric"]
-    value = "undefined" if primary["value"] is None else f"{primary['value']:.4f}"
-    interval = primary.get("interval")
-    shown = f" [{interval['low']:.4f}, {interval['high']:.4f}]" if interval else ""
-    lines = [
-        f"\nVERDICT: {verdict['status'].upper()}  ({primary['name']} {value}{shown}; "
-        f"{verdict['labeled_rows']} of {verdict['rows']} rows labeled)",
-        f"  primary metric {primary['name']}: {primary['chosen_because']}",
-    ]
-    lines += [f"  - {reason}" for reason in verdict["reasons"]]
-    return lines
+    Progress goes to stderr (a bar on a terminal, plain lines otherwise); the verdict and the
+    summary to stdout."""
+    # one retry only: a demo without a service should say so at once, not back off for seconds
+    try:
+        with Client(url, api_key=api_key, retry=RetryPolicy(attempts=2)) as client:
+            started = time.perf_counter()
+            table = pa.table(demo_columns(rows, seed=seed))
+            batch = client.post_batch(table, model="demo-fraud", version="1", task="binary", positive_class=1)
+            print(f"batch {batch.id}: {batch.rows} rows posted in {time.perf_counter() - started:.2f}s")
+            started = time.perf_counter()
+            job = client.evaluate(batch, **demo_request(seed=seed, min_roc_auc=min_roc_auc))
+            result = job.wait(progress=True, timeout=300)
+            print(f"job {job.id}: succeeded in {time.perf_counter() - started:.2f}s")
+    except ServiceUnreachable as exc:
+        print(f"no Yardstick service at {url} ({exc}); start one with `yardstick serve`", file=sys.stderr)
+        return EXIT_ERROR
+    except YardstickError as exc:
+        print(f"yardstick demo: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print("\n".join(["", *verdict_lines(result), ""]))
+    print(format_summary(result.model_dump(mode="json")))
+    print("\n".join(gate_lines(result)))
+    return exit_status(result)
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    lines = format_verdict(result)
-    lines += [
-        f"\n{result['model']['name']} v{result['model']['version']} ({result['task']}), "
+    """The sections of the result after the verdict: metrics, baselines, calibration, slices, findings."""
+    lines = [
+        f"{result['model']['name']} v{result['model']['version']} ({result['task']}), "
         f"{result['evaluated_rows']} labeled rows",
         f"{'metric':<22}{'value':>10}   95% interval",
     ]
@@ -163,9 +132,4 @@ def format_summary(result: dict[str, Any]) -> str:
     more = len(findings) - 8 + result.get("findings_omitted", 0)
     if more > 0:
         lines.append(f"(+{more} more findings in the result document)")
-    gates = result["gates"]
-    lines.append(f"gates: {'PASSED' if gates['passed'] else 'FAILED'}")
-    for gate in gates["results"]:
-        mark = "ok  " if gate["passed"] else "FAIL"
-        lines.append(f"  {mark} {gate['metric']}" + (f": {gate['reason']}" if gate["reason"] else ""))
     return "\n".join(lines)

@@ -1,12 +1,12 @@
-"""Configuration from ``YARDSTICK_*`` environment variables (see README, "Configuration")."""
+"""Configuration from ``YARDSTICK_*`` environment variables (documented in docs/configuration.md)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The project of a key that names none, of every caller when no keys are set, and of rows
@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     max_slices_per_result: int = Field(
         default=5000, ge=1, description="Slices reported in one result, over all columns and crosses."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text for people, or `json` (one object per line) for log shippers.",
+    )
 
     @field_validator("outbound_allow", mode="before")
     @classmethod
@@ -143,6 +147,24 @@ class Settings(BaseSettings):
     @property
     def batches_dir(self) -> Path:
         return self.data_dir / "batches"
+
+
+class InvalidSettings(ValueError):
+    """An environment variable the service cannot start with; the message names each one."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """:class:`Settings` from the environment, with one line per bad variable instead of a
+    validation traceback (``serve`` and ``worker`` print it and exit 2)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        env_prefix = Settings.model_config.get("env_prefix", "")
+        problems = [
+            f"{env_prefix}{str(error['loc'][0]).upper() if error['loc'] else ''}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise InvalidSettings("; ".join(problems)) from None
 
 
 def settings_warnings(settings: Settings) -> list[str]:

@@ -23,8 +23,10 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 _FORMATS_DOC = """
 Send the batch as JSON (row or column form, see `BatchCreate`), CSV (`text/csv`), Parquet
 (`application/vnd.apache.parquet`) or Arrow IPC stream (`application/vnd.apache.arrow.stream`).
-For CSV/Parquet/Arrow, `model`, `version`, `task`, `positive_class` and `classes` (comma-separated)
-are query parameters; multiclass score columns are `score__<class>`.
+A file sent as `application/octet-stream` is read as the format its first bytes show: Parquet
+(`PAR1`), Arrow IPC stream (`FF FF FF FF`) or file (`ARROW1`), else UTF-8 CSV with a header line;
+other bytes are a 415. For CSV/Parquet/Arrow, `model`, `version`, `task`, `positive_class` and
+`classes` (comma-separated) are query parameters; multiclass score columns are `score__<class>`.
 """
 
 
@@ -43,6 +45,7 @@ are query parameters; multiclass score columns are `score__<class>`.
                 "text/csv": {"schema": {"type": "string"}},
                 "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
                 "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             },
         },
         "parameters": [

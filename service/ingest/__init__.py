@@ -20,10 +20,20 @@ from service.ingest.canonicalize import canonicalize
 from service.ingest.issues import Locator
 from service.ingest.label_update import merge_labels, merge_stored_labels, parse_label_update
 from service.ingest.limits import IngestLimits
-from service.ingest.media import ARROW, BATCH_TYPES, CSV, JSON, PARQUET, parse_media_type
+from service.ingest.media import (
+    ARROW,
+    BATCH_TYPES,
+    CSV,
+    JSON,
+    OCTET_STREAM,
+    PARQUET,
+    MediaType,
+    parse_media_type,
+)
 from service.ingest.reload import load_canonical
+from service.ingest.sniff import sniff_batch_format
 from service.ingest.spec import spec_from_params
-from service.ingest.tabular import Body, read_arrow, read_csv, read_parquet
+from service.ingest.tabular import Body, as_buffer, read_arrow, read_csv, read_parquet
 
 __all__ = [
     "BATCH_TYPES",
@@ -45,7 +55,8 @@ def ingest_body(
 
     ``body`` is bytes or a :class:`pyarrow.Buffer` (a memory-mapped upload, read in place).
     ``content_type`` is the request's Content-Type (parameters such as ``charset``
-    allowed). JSON carries its spec in the envelope and ignores ``params``; CSV,
+    allowed); ``application/octet-stream`` is Parquet, Arrow IPC or CSV as its first bytes say.
+    JSON carries its spec in the envelope and ignores ``params``; CSV,
     Parquet and Arrow take ``model``, ``version``, ``task``, ``positive_class`` and
     ``classes`` (comma-separated) from ``params``.
 
@@ -57,6 +68,9 @@ def ingest_body(
     """
     limits = limits or IngestLimits()
     media = parse_media_type(content_type, accepted=BATCH_TYPES)
+    if media.essence == OCTET_STREAM:
+        # Generated clients send any file this way; its magic bytes say which format it is.
+        media = MediaType(sniff_batch_format(as_buffer(body)), media.params)
     if media.essence == JSON:
         table, raw_spec, locator = json_body.decode_batch(body, limits=limits)
         return canonicalize(table, raw_spec, locator, textual_labels=False)

@@ -18,6 +18,7 @@ from service.canonical import (
     DERIVED_ROWS_KEY,
     DERIVED_THRESHOLD_KEY,
     LABEL,
+    LATENCY,
     LOWER,
     PREDICTION,
     RESERVED_COLUMNS,
@@ -90,13 +91,19 @@ def canonicalize(table: pa.Table, spec: RawSpec, locator: Locator, *, textual_la
         resolved = _regression(columns, spec, issues)
     else:
         resolved = _classification(columns, spec, table.num_rows, textual=textual_labels, issues=issues)
+    latency = _latency(columns.get(LATENCY), issues)
     issues.raise_if_any()
     assert sample_ids is not None and resolved is not None  # an issue was raised otherwise
     batch_spec, reserved = resolved
 
     features = [name for name in names if name not in RESERVED_COLUMNS and not name.startswith(SCORE_PREFIX)]
     arrays = [pa.chunked_array([array]) for array in (sample_ids, *reserved.values())]
-    arrays += [_categorical(table.column(name)) for name in features]
+    arrays += [
+        pa.chunked_array([latency])
+        if name == LATENCY and latency is not None
+        else _categorical(table.column(name))
+        for name in features
+    ]
     canonical = pa.Table.from_arrays(arrays, names=[SAMPLE_ID, *reserved, *features])
     if spec.task == "binary" and SCORE in columns:
         given = columns.get(PREDICTION)
@@ -112,6 +119,20 @@ def _mark_derived(table: pa.Table, *, threshold: float, rows: int) -> pa.Table:
     metadata = {DERIVED_THRESHOLD_KEY: repr(threshold).encode(), DERIVED_ROWS_KEY: str(rows).encode()}
     field = table.schema.field(index).with_metadata(metadata)
     return table.set_column(index, field, table.column(index))
+
+
+def _latency(column: ArrowColumn | None, issues: Issues) -> pa.Array | None:
+    """``latency_ms``: per-row inference latency, finite and not negative (null: not measured)."""
+    if column is None:
+        return None
+    latency = finite_numbers(column, LATENCY, issues, nullable=True)
+    if latency is None:
+        return None
+    row = first_true(pc.less(latency, 0.0))
+    if row is not None:
+        issues.at(LATENCY, f"latency {latency[row].as_py()!r} ms is negative; send milliseconds >= 0", row)
+        return None
+    return latency
 
 
 # --- column names -----------------------------------------------------------------------------

@@ -11,7 +11,9 @@ JSON = "application/json"
 CSV = "text/csv"
 PARQUET = frozenset({"application/vnd.apache.parquet", "application/x-parquet"})
 ARROW = frozenset({"application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.file"})
-BATCH_TYPES = (JSON, CSV, *sorted(PARQUET), *sorted(ARROW))
+#: a batch whose format is told from its magic bytes (service.ingest.sniff)
+OCTET_STREAM = "application/octet-stream"
+BATCH_TYPES = (JSON, CSV, *sorted(PARQUET), *sorted(ARROW), OCTET_STREAM)
 LABEL_TYPES = (JSON, CSV)
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "non_public_reason",
     "outbound_client",
     "post_json",
+    "request_json",
 ]
 
 USER_AGENT = "yardstick-eval"
@@ -185,23 +186,46 @@ async def post_json(
     OutboundError for everything else: no connection, timeout, a 3xx (redirects are not
     followed), another non-2xx, an answer too large or not JSON. No message quotes the body.
     """
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return await request_json(
+        client, "POST", url, content=body, content_type="application/json",
+        max_bytes=max_bytes, timeout=timeout, decode=decode,
+    )  # fmt: skip
+
+
+async def request_json(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str | httpx.URL,
+    *,
+    params: dict[str, Any] | None = None,
+    content: bytes | None = None,
+    content_type: str | None = None,
+    max_bytes: int | None = None,
+    timeout: float | None = None,
+    decode: bool = True,
+) -> Any:
+    """Any method with an optional body; the answer as :func:`post_json` reads it (the same
+    checks, caps and errors)."""
     if not isinstance(client, OutboundClient):
         raise TypeError(
-            "post_json needs a client made by outbound_client(), which enforces the outbound policy"
+            "outbound requests need a client made by outbound_client(), which enforces the outbound policy"
         )
     parsed = client.policy.check_url(url)
     host = normalize_host(parsed.raw_host.decode("ascii"))
     limit = client.max_response_bytes if max_bytes is None else max_bytes
     deadline = client.total_timeout if timeout is None else timeout
-    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    headers = {"content-type": "application/json", "accept": "application/json"}
+    headers = {"accept": "application/json"}
+    if content_type is not None:
+        headers["content-type"] = content_type
     # Failures are raised after the except blocks, not inside them: h11 and json errors can
     # quote the bytes the server sent, and an exception raised in an except block keeps the
     # original as __context__, where a traceback logger would still print it.
     failure: OutboundError | None = None
     try:
         with anyio.fail_after(deadline):
-            async with client.stream("POST", parsed, content=body, headers=headers) as response:
+            exchange = client.stream(method, parsed, params=params, content=content, headers=headers)
+            async with exchange as response:
                 _check_status(response, host)
                 raw = await _read_capped(response, limit=limit, host=host)
     except httpx.ConnectTimeout:

@@ -20,10 +20,11 @@ from schemas.baselines import BaselineResult
 from schemas.common import ModelRef
 from schemas.evaluations import EvaluationCreate
 from schemas.jobs import stage_progress
+from schemas.latency import LatencyResult
 from schemas.metrics import Interval, MetricsReport
-from schemas.results import EvaluationResult, Finding, PrimaryMetric, SectionError, Threshold
+from schemas.results import Curves, EvaluationResult, Finding, PrimaryMetric, SectionError, Threshold
 from schemas.slices import SlicesResult
-from service.canonical import DEFAULT_THRESHOLD, LABEL, SAMPLE_ID
+from service.canonical import DEFAULT_THRESHOLD, LABEL, LATENCY, SAMPLE_ID
 from service.errors import YardstickError
 from service.expressions import parse
 from service.integrations.model_endpoint import EndpointError
@@ -33,15 +34,18 @@ from service.jobs.calibration import run_calibration
 from service.jobs.confidence import regression_confidence, run_confidence
 from service.jobs.decoding import EvaluationData, evaluation_data, labeled, metric_columns, score_matrix
 from service.jobs.gates import check_gates
+from service.jobs.mlflow_sync import export_result
 from service.jobs.robustness import run_robustness
-from service.jobs.slices import comparison_paradoxes, run_slices, slice_columns
+from service.jobs.slices import codes_of, comparison_paradoxes, run_slices, slice_columns
 from service.settings import Settings
 from service.store import Store
 from service.store.records import BatchRecord, JobRecord
 from service.workers import bootstrap as bootstrap_worker
 from service.workers import metrics as metrics_worker
 from service.workers.baselines import PreparedSide, Side, prepare_side
+from service.workers.latency import latency_report
 from service.workers.metrics import needs_scores
+from service.workers.metrics.curves import binary_curves
 from service.workers.primary_metric import (
     PrimaryChoice,
     choose_primary_metric,
@@ -188,7 +192,10 @@ def _model_section(
             runner = stack.enter_context(BaselineRunner(store, batch, request, threads=settings.job_threads))
         ids = runner is not None and runner.needs_sample_ids
         wanted = (
-            metric_columns(batch) + baseline_columns(request, sample_ids=ids) + slice_columns(request, batch)
+            metric_columns(batch)
+            + baseline_columns(request, sample_ids=ids)
+            + slice_columns(request, batch)
+            + batch.column_names("latency")
         )
         table = store.files.read(batch.data_path, columns=list(dict.fromkeys(wanted)))
         progress(stage_progress("metrics"))
@@ -311,6 +318,7 @@ def run_evaluation(
             lambda: _slices(store, batch, job, request, table, data, report, progress, settings),
         )
     progress(stage_progress("finishing"))
+    latency = _latency(table, request)
     if 0 < batch.labeled_rows < batch.rows:
         findings.append(
             Finding(
@@ -340,12 +348,14 @@ def run_evaluation(
         intervals=report.intervals,
         per_class=report.per_class,
         confusion_matrix=report.confusion_matrix,
+        curves=_curves(batch, data),
         baselines=model.baselines,
         calibration=calibration,
         confidence=confidence,
         robustness=robustness,
         slices=slices,
         threshold=_threshold(batch, request, data),
+        latency=latency,
         findings=ranked[:limit],
         findings_omitted=max(0, len(ranked) - limit),
         errors=errors,
@@ -366,6 +376,17 @@ def run_evaluation(
         rows=batch.rows,
         labeled_rows=batch.labeled_rows,
     )
+    if request.mlflow is not None:
+        export_result(result, request, settings)
+        if "mlflow" in result.errors:  # the verdict names the section that could not finish
+            result.verdict = decide(
+                gates=result.gates,
+                findings=ranked,
+                errors=result.errors,
+                primary=result.verdict.primary_metric,
+                rows=batch.rows,
+                labeled_rows=batch.labeled_rows,
+            )
     return result
 
 
@@ -424,6 +445,23 @@ def _slices(
     if batch.task != "regression":
         findings += comparison_paradoxes(store, batch, request, rows, data.y_true == data.y_pred)
     return slices, findings
+
+
+def _latency(table: pa.Table, request: EvaluationCreate) -> LatencyResult | None:
+    """The batch's ``latency_ms`` (every row, labeled or not), per value of each slice column."""
+    if LATENCY not in table.column_names:
+        return None
+    latency = table.column(LATENCY).to_numpy(zero_copy_only=False).astype(np.float64)
+    spec = request.slices
+    columns = [codes_of(table, name, bins=spec.bins) for name in spec.columns] if spec is not None else []
+    return latency_report(latency, columns)
+
+
+def _curves(batch: BatchRecord, data: EvaluationData) -> Curves | None:
+    """Binary with scores: the ROC and precision-recall curves the report draws."""
+    if batch.task != "binary" or data.scores is None or batch.positive_code is None:
+        return None
+    return binary_curves(data.y_true, data.scores, positive=batch.positive_code)
 
 
 def _threshold(batch: BatchRecord, request: EvaluationCreate, data: EvaluationData) -> Threshold | None:

@@ -206,7 +206,24 @@ def _worst(name: str, sections: Sequence[str], field: str) -> Extract:
 
 _EXPECTATIONS = ("invariance", "directional", "pairs")
 
+
+def _latency(name: str) -> Extract:
+    field = name.split(".", 1)[1]
+
+    def extract(result: EvaluationResult) -> Figure:
+        latency = getattr(result, "latency", None)
+        if latency is None:
+            why = f"{name} needs a batch with a `latency_ms` column (per-row inference latency in ms)"
+            return _section_figure(name, None, why=why)
+        return _section_figure(name, getattr(latency.overall, field))
+
+    return extract
+
+
+_LATENCY = ("p50", "p90", "p99", "max", "mean", "throughput_per_second")
+
 FIGURES: dict[str, Extract] = {
+    **{f"latency.{f}": _latency(f"latency.{f}") for f in _LATENCY},
     "calibration.ece": _calibration("calibration.ece", lambda c: c.ece),
     "calibration.mce": _calibration("calibration.mce", lambda c: c.mce),
     "calibration.adaptive_ece": _calibration("calibration.adaptive_ece", lambda c: c.adaptive_ece),
@@ -450,7 +467,8 @@ def gate_issues(request: EvaluationCreate, task: str, computed: Collection[str])
         where = f"gates[{i}]"
         if gate.metric in SECTION_FIGURES:
             section = gate.metric.split(".", 1)[0]
-            if getattr(request, section) is None:
+            # latency comes with the batch (its `latency_ms` column), not from a request section
+            if section != "latency" and getattr(request, section) is None:
                 issues.append(
                     FieldIssue(
                         f"{where}.metric", f"{gate.metric} needs the `{section}` section in this request"

@@ -19,6 +19,7 @@ import sys
 import threading
 from multiprocessing.process import BaseProcess
 
+from service.logs import configure_logging
 from service.settings import Settings
 from service.tuning import tune_worker_process
 
@@ -42,9 +43,9 @@ def worker_process_main(settings_json: str, index: int, parent_pid: int) -> None
     from service.jobs.worker import JobWorker, default_worker_id
     from service.store import SqlStore, Store
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.info("worker process tuning: %s", tune_worker_process())
     settings = Settings.model_validate_json(settings_json)
+    configure_logging(settings.log_format)
+    log.info("worker process tuning: %s", tune_worker_process())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

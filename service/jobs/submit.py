@@ -324,6 +324,8 @@ def validate_outbound_urls(request: EvaluationCreate, settings: Settings) -> Non
     urls = [("callback_url", request.callback_url)]
     if request.robustness is not None and request.robustness.endpoint is not None:
         urls.append(("robustness.endpoint.url", request.robustness.endpoint.url))
+    if request.mlflow is not None:
+        urls.append(("mlflow.tracking_uri", request.mlflow.tracking_uri))
     issues = []
     for field, url in urls:
         if url is None:
@@ -334,6 +336,19 @@ def validate_outbound_urls(request: EvaluationCreate, settings: Settings) -> Non
             issues.append(FieldIssue(field, str(exc)))
     if issues:
         raise InvalidInput(issues[0].message, issues)
+
+
+def validate_run(store: Store, request: EvaluationCreate) -> None:
+    """The run an evaluation names exists in the caller's project."""
+    if request.run_id is None:
+        return
+    try:
+        store.runs.get(request.run_id)
+    except NotFound as exc:
+        raise InvalidInput(
+            f"run {request.run_id!r} does not exist",
+            [FieldIssue("run_id", "create the run first with POST /v1/runs and use its id")],
+        ) from exc
 
 
 def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreate) -> JobRecord:
@@ -350,6 +365,7 @@ def submit_evaluation(store: Store, settings: Settings, request: EvaluationCreat
     validate_robustness(store, request, batch)
     validate_slices(request, batch)
     validate_outbound_urls(request, settings)
+    validate_run(store, request)
     job = JobRecord(
         id=new_id("j"),
         batch_id=batch.id,

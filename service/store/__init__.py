@@ -17,6 +17,7 @@ from service.settings import DEFAULT_PROJECT, Settings
 from service.store.base import MetadataStore
 from service.store.batch_files import BatchFiles, JobPins
 from service.store.records import BatchRecord, IdempotencyClaim, JobRecord, StoredAnswer
+from service.store.runs import RunStore
 from service.store.sql import ProjectMetadata, SqlStore, utcnow
 
 __all__ = [
@@ -56,6 +57,11 @@ class Store:
     def project(self) -> str | None:
         """The project this view of the store sees; None: every project."""
         return self.meta.project
+
+    @property
+    def runs(self) -> RunStore:
+        """The tracking runs of this view's project (the default project for the all-projects view)."""
+        return RunStore(self.meta.engine, self.project or DEFAULT_PROJECT)
 
     def for_project(self, project: str) -> Store:
         """The store as ``project`` sees it: another project's batches and jobs do not exist."""

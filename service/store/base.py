@@ -11,11 +11,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from sqlalchemy import Engine
+
 from service.store.records import (
     BatchRecord,
+    EvaluationRecord,
     IdempotencyClaim,
     IdempotencyEntry,
     JobRecord,
+    ModelRecord,
     StoredAnswer,
 )
 
@@ -23,6 +27,10 @@ from service.store.records import (
 class MetadataStore(Protocol):
     #: The project this view sees; None: every project.
     project: str | None
+
+    @property
+    def engine(self) -> Engine:
+        """The database the metadata lives in (the run store shares it)."""
 
     def for_project(self, project: str) -> MetadataStore: ...
     def remembering(
@@ -55,6 +63,13 @@ class MetadataStore(Protocol):
         self, model_name: str, *, before: datetime, limit: int = 50
     ) -> list[tuple[str, str, datetime, dict[str, Any]]]: ...
     def cancel_job(self, job_id: str) -> JobRecord: ...
+
+    def list_models(
+        self, *, page_size: int, page_token: str | None
+    ) -> tuple[list[ModelRecord], str | None]: ...
+    def model_evaluations(
+        self, model_name: str, *, limit: int, metric: str | None = None
+    ) -> list[EvaluationRecord]: ...
 
     def claim_job(self, worker_id: str, *, lease_seconds: float) -> JobRecord | None: ...
     def heartbeat(

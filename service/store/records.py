@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -128,3 +128,35 @@ class IdempotencyEntry:
 
     fingerprint: str
     answer: StoredAnswer | None
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One evaluation job of a model as the model list and page show it: the job's own columns plus
+    the two parts of its result they plot (read out of the stored document by the database, so a
+    large result is never shipped whole)."""
+
+    job_id: str
+    version: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    #: The result's ``verdict`` (None unless succeeded, or in results stored before verdicts).
+    verdict: dict[str, Any] | None
+    #: The result's ``slices.critical`` (empty when not read, not requested, or not succeeded).
+    critical: list[dict[str, Any]] = field(default_factory=list)
+    #: With ``metric=``: the result's ``metrics[metric]`` and ``intervals[metric]`` (None if absent).
+    metric_value: float | None = None
+    metric_interval: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model name of a project with its evaluation counts and newest succeeded evaluation."""
+
+    name: str
+    evaluations: int
+    succeeded: int
+    #: When its newest evaluation job (any status) was created: the list's order.
+    last_created_at: datetime
+    latest: EvaluationRecord | None

@@ -49,9 +49,11 @@ from service.store import paging as tokens
 from service.store import tables as t
 from service.store.records import (
     BatchRecord,
+    EvaluationRecord,
     IdempotencyClaim,
     IdempotencyEntry,
     JobRecord,
+    ModelRecord,
     StoredAnswer,
 )
 
@@ -341,6 +343,117 @@ class SqlStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [(r.id, r.model_version, r.finished_at, r.result) for r in reversed(rows)]
+
+    def list_models(
+        self, *, page_size: int, page_token: str | None, project: str | None = None
+    ) -> tuple[list[ModelRecord], str | None]:
+        """The model names with evaluation jobs, the most recently evaluated first, each with its
+        newest succeeded evaluation.
+
+        Two queries whatever the page size: one groups the jobs by model name (the
+        ``(project, model_name, created_at)`` index serves it), one picks the newest succeeded job
+        of each model on the page and reads only its ``verdict`` out of the result document.
+        """
+        jobs = t.jobs
+        models = (
+            select(
+                jobs.c.model_name.label("name"),
+                func.max(jobs.c.created_at).label("last_created_at"),
+                func.count().label("evaluations"),
+                func.sum(case((jobs.c.status == "succeeded", 1), else_=0)).label("succeeded"),
+            )
+            .where(*_in_project(jobs, project))
+            .group_by(jobs.c.model_name)
+            .subquery()
+        )
+        query = select(models)
+        scope = _scope("models", project)
+        if page_token:
+            created, name = tokens.decode_token(page_token, scope=scope)
+            query = query.where(
+                or_(
+                    models.c.last_created_at < created,
+                    and_(models.c.last_created_at == created, models.c.name < name),
+                )
+            )
+        query = query.order_by(models.c.last_created_at.desc(), models.c.name.desc()).limit(page_size + 1)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query).all())
+            names = [r.name for r in rows[:page_size]]
+            latest = self._latest_succeeded(conn, names, project) if names else {}
+        records = [
+            ModelRecord(
+                name=r.name,
+                evaluations=r.evaluations,
+                succeeded=int(r.succeeded or 0),
+                last_created_at=r.last_created_at,
+                latest=latest.get(r.name),
+            )
+            for r in rows[:page_size]
+        ]
+        token = None
+        if len(rows) > page_size and records:
+            token = tokens.encode_token(records[-1].last_created_at, records[-1].name, scope=scope)
+        return records, token
+
+    @staticmethod
+    def _latest_succeeded(
+        conn: Connection, names: list[str], project: str | None
+    ) -> dict[str, EvaluationRecord]:
+        jobs = t.jobs
+        newest_first = (jobs.c.created_at.desc(), jobs.c.id.desc())
+        ranked = (
+            select(
+                jobs.c.id,
+                func.row_number().over(partition_by=jobs.c.model_name, order_by=newest_first).label("rank"),
+            )
+            .where(jobs.c.model_name.in_(names), jobs.c.status == "succeeded", *_in_project(jobs, project))
+            .subquery()
+        )
+        query = select(*_EVALUATION_COLUMNS, jobs.c.model_name).join(ranked, ranked.c.id == jobs.c.id)
+        rows = conn.execute(query.where(ranked.c.rank == 1)).all()
+        return {r.model_name: _evaluation(r) for r in rows}
+
+    def model_evaluations(
+        self, model_name: str, *, limit: int, project: str | None = None, metric: str | None = None
+    ) -> list[EvaluationRecord]:
+        """The newest ``limit`` evaluation jobs of ``model_name`` (any status), newest first, with
+        their result's verdict and critical slices, and with ``metric`` its value and interval; a
+        404 when the model has none."""
+        jobs = t.jobs
+        columns = [*_EVALUATION_COLUMNS, jobs.c.result[("slices", "critical")].label("critical")]
+        if metric is not None:
+            # the objects, not the scalar: SQLite's json_extract of a number goes through a double
+            # printed with 15 digits, an object keeps its numbers' text
+            columns += [
+                jobs.c.result["metrics"].label("metrics"),
+                jobs.c.result["intervals"].label("intervals"),
+            ]
+        query = (
+            select(*columns)
+            .where(jobs.c.model_name == model_name, *_in_project(jobs, project))
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            raise NotFound(f"model {model_name!r} has no evaluation in this project")
+        records = [replace(_evaluation(r), critical=list(r.critical or [])) for r in rows]
+        if metric is None:
+            return records
+        out = []
+        for record, row in zip(records, rows, strict=True):
+            value = (row.metrics or {}).get(metric) if isinstance(row.metrics, dict) else None
+            interval = (row.intervals or {}).get(metric) if isinstance(row.intervals, dict) else None
+            out.append(
+                replace(
+                    record,
+                    metric_value=float(value) if isinstance(value, int | float) else None,
+                    metric_interval=interval if isinstance(interval, dict) else None,
+                )
+            )
+        return out
 
     def counts_by_status(self, *, project: str | None = None) -> dict[str, int]:
         query = select(t.jobs.c.status, func.count()).where(*_in_project(t.jobs, project))
@@ -738,6 +851,28 @@ def _next_token(records: list[Any], rows: list[Any], page_size: int, scope: str)
     return tokens.encode_token(last.created_at, last.id, scope=scope)
 
 
+#: What an :class:`EvaluationRecord` is read from; only the verdict of the result document.
+_EVALUATION_COLUMNS = (
+    t.jobs.c.id,
+    t.jobs.c.model_version,
+    t.jobs.c.status,
+    t.jobs.c.created_at,
+    t.jobs.c.finished_at,
+    t.jobs.c.result["verdict"].label("verdict"),
+)
+
+
+def _evaluation(row: Any) -> EvaluationRecord:  # a Row with the _EVALUATION_COLUMNS
+    return EvaluationRecord(
+        job_id=row.id,
+        version=row.model_version,
+        status=row.status,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        verdict=row.verdict if row.status == "succeeded" and isinstance(row.verdict, dict) else None,
+    )
+
+
 def _entry(row: Row[Any]) -> IdempotencyEntry:
     answer = None
     if row.state == "done":
@@ -882,6 +1017,14 @@ class ProjectMetadata:
 
     def get_result(self, job_id: str) -> dict[str, Any]:
         return self.sql.get_result(job_id, project=self.project)
+
+    def list_models(self, *, page_size: int, page_token: str | None) -> tuple[list[ModelRecord], str | None]:
+        return self.sql.list_models(project=self.project, page_size=page_size, page_token=page_token)
+
+    def model_evaluations(
+        self, model_name: str, *, limit: int, metric: str | None = None
+    ) -> list[EvaluationRecord]:
+        return self.sql.model_evaluations(model_name, limit=limit, project=self.project, metric=metric)
 
     def counts_by_status(self) -> dict[str, int]:
         return self.sql.counts_by_status(project=self.project)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -151,4 +153,65 @@ callbacks = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
     Index("ix_callbacks_state_next", "state", "next_attempt_at"),
+)
+
+# -- tracking runs (issue: experiment tracking) -----------------------------------------------
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project", String(PROJECT_LENGTH), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", String(200), nullable=False),
+    Column("name", String(250), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("source_commit", String(100), nullable=True),
+    Column("dataset", Text, nullable=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_runs_project_created", "project", "created_at", "id"),
+    Index("ix_runs_project_model_created", "project", "model_name", "created_at"),
+)
+
+# Tags and flattened params (``optimizer.lr``) as text, for the list filters: one row per key.
+run_labels = Table(
+    "run_labels",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(8), nullable=False),  # "tag" or "param"
+    Column("key", String(250), nullable=False),
+    Column("value", String(500), nullable=False),
+    PrimaryKeyConstraint("run_id", "kind", "key", name="pk_run_labels"),
+    Index("ix_run_labels_kind_key_value", "kind", "key", "value"),
+)
+
+# A run's metric points, columnar: one row per series (name, worker; "" = the run itself) and
+# logging call, its steps, values, times and staleness packed as arrays (service/store/runs.py).
+# Reading a 100k-point series is a few rows, not 100k.
+run_points = Table(
+    "run_points",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("worker", String(100), nullable=False),
+    Column("first_step", BigInteger, nullable=False),
+    Column("last_step", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("run_id", "name", "worker", "first_step", name="pk_run_points"),
+)
+
+# Params that change during a run (a learning-rate schedule): the value from ``step`` on.
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("value", JSON, nullable=False),
+    PrimaryKeyConstraint("run_id", "name", "step", name="pk_run_params"),
 )

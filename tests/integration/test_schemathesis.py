@@ -51,10 +51,19 @@ ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 #:   from a schema, so a 400 there stays a failure. tests/api/test_contract.py checks that every
 #:   body the schema accepts passes the request model's own rules;
 #: - a sample-log page token is signed for the batch that issued it: the stateful phase pairs the
-#:   seeded batch's token with batches it created, which is a 400.
+#:   seeded batch's token with batches it created, which is a 400; the model and run lists'
+#:   generated page tokens are not ones the server issued (400), a run filter is `key:value` (422);
+#: - an `application/octet-stream` batch is bytes in no accepted format unless it is one (415);
+#: - a run import reads an MLflow server the outbound policy allows and that answers (422);
+#:   metric points go forward per series (422), and a comparison needs points of its metric (422).
 REFUSED_BY_DESIGN = {
     "GET /v1/batches/{batch_id}/rows": ["400"],
-    "POST /v1/batches": ["400", "422"],
+    "GET /v1/models": ["400"],
+    "GET /v1/runs": ["400", "422"],
+    "POST /v1/runs/import": ["422"],
+    "POST /v1/runs/{run_id}/metrics": ["422"],
+    "POST /v1/runs/compare": ["422"],
+    "POST /v1/batches": ["400", "415", "422"],
     "PUT /v1/batches/{batch_id}/labels": ["400", "422"],
     "POST /v1/evaluations": ["422"],
 }
@@ -172,6 +181,9 @@ def config_text(seeded: Seeded) -> str:
         ACCEPTED + REFUSED_BY_DESIGN["PUT /v1/batches/{batch_id}/labels"],
     )
     operation("POST /v1/batches", {}, ACCEPTED + REFUSED_BY_DESIGN["POST /v1/batches"])
+    for name in ("GET /v1/models", "GET /v1/runs", "POST /v1/runs/import", "POST /v1/runs/{run_id}/metrics",
+                 "POST /v1/runs/compare"):  # fmt: skip
+        operation(name, {}, ACCEPTED + REFUSED_BY_DESIGN[name])
     operation(
         "POST /v1/evaluations",
         {"body.batch_id": ("batch", 0.8)},
