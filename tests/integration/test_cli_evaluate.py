@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -132,3 +133,24 @@ def test_an_http_error_exits_2_naming_the_field(server: Server, tmp_path: Path) 
     done = evaluate(data, "--model", "m", "--version", "1", "--task", "binary", "--url", server.url)
     assert done.returncode == 2
     assert "422" in done.stderr and "score" in done.stderr
+
+
+def test_yardstick_report_saves_the_jobs_page(server: Server, tmp_path: Path) -> None:
+    data = tmp_path / "batch.parquet"
+    pq.write_table(batch_table(300), data)
+    done = evaluate(data, "--model", "fraud", "--version", "7", "--config", write_config(tmp_path, 0.6),
+                    "--url", server.url)  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr
+    job_id = httpx.get(f"{server.url}/v1/jobs").json()["data"][0]["id"]
+    saved = tmp_path / "report.html"
+    report = subprocess.run(
+        [*yardstick_command(), "report", job_id, "-o", str(saved), "--url", server.url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert saved.read_text() == httpx.get(f"{server.url}/v1/jobs/{job_id}/report").text
+    missing = subprocess.run(
+        [*yardstick_command(), "report", "j_nope", "-o", str(tmp_path / "x.html"), "--url", server.url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "j_nope" in missing.stderr and not (tmp_path / "x.html").exists()
